@@ -1,0 +1,1 @@
+//! Benchmarks of recadam; filled by the recadam-simd issue.

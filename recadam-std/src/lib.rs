@@ -1,0 +1,1 @@
+//! The RecAdam optimizer users hold; filled by the recadam-std issue.
