@@ -73,6 +73,11 @@ impl<'a, T> Slices<'a, T> {
         self.params.is_empty()
     }
 
+    /// Whether these parameters have a pretrained counterpart θ* (and so can be penalised).
+    pub fn has_pretrained(&self) -> bool {
+        self.pretrained.is_some()
+    }
+
     /// Splits into `[0, mid)` and `[mid, len)`, or returns `None` when `mid > len`.
     pub fn split_at(self, mid: usize) -> Option<(Slices<'a, T>, Slices<'a, T>)> {
         if mid > self.len() {
@@ -160,7 +165,7 @@ pub fn rule_for<T>(scalars: &StepScalars<T>, has_pretrained: bool) -> Rule {
 /// assert!(p[0] < 0.5 && p[1] > -0.25); // moved against the gradient, held near θ*
 /// ```
 pub fn update<T: Element>(scalars: &StepScalars<T>, slices: Slices<'_, T>) {
-    let rule = rule_for(scalars, slices.pretrained.is_some());
+    let rule = rule_for(scalars, slices.has_pretrained());
     let Slices {
         params,
         grads,

@@ -20,6 +20,10 @@ fn replay_in<T: Element>(name: &str, case: &Case) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads files and replays thousands of steps: too slow under Miri"
+)]
 fn every_golden_case_matches_the_official_code() {
     let mut failed = Vec::new();
     let cases = golden::cases();
@@ -42,6 +46,10 @@ fn every_golden_case_matches_the_official_code() {
 /// Our λ(t) (libm `exp`) against the λ the official code returned (numpy `exp`): they may differ
 /// in the last bits only.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads files and replays thousands of steps: too slow under Miri"
+)]
 fn lambda_matches_the_official_anneal_function() {
     for (name, case) in golden::cases() {
         let config: RecAdamConfig = case.recadam_config();
@@ -63,6 +71,10 @@ fn lambda_matches_the_official_anneal_function() {
 /// The golden test can fail: the same update with its multiply-adds rounded twice (no FMA) is
 /// caught on at least one case, as the golden README measured (no case matches without FMA).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads files and replays thousands of steps: too slow under Miri"
+)]
 fn an_update_without_fma_is_caught() {
     use recadam_core::{Rule, Slices, StepScalars};
     fn unfused(s: &StepScalars<f32>, slices: Slices<'_, f32>) {

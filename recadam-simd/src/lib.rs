@@ -1,2 +1,62 @@
-//! The RecAdam update vectorised by hand; filled by the recadam-simd issue.
+//! # recadam-simd
+//!
+//! The RecAdam update of [`recadam_core`], vectorised by hand: AVX-512 and AVX2+FMA on x86_64
+//! (chosen at run time, so one binary runs the best path of any x86_64 CPU and never faults on an
+//! older one) and NEON on aarch64. Every backend gives exactly the bits of the scalar reference
+//! `recadam_core::update`, for every length and alignment: the same operations in the same order,
+//! fused multiply-adds at the same four places, correctly rounded square root and division, and
+//! the reference itself for the tail.
+//!
+//! ```
+//! use recadam_core::{RecAdamConfig, Slices, StepScalars};
+//! use recadam_simd::Kernel;
+//!
+//! let kernel = Kernel::from_env()?; // RECADAM_BACKEND, or the best the CPU has
+//! let config = RecAdamConfig::default();
+//! let pretrained = vec![0.02f32; 1000];
+//! let (mut p, mut m, mut v) = (pretrained.clone(), vec![0.0; 1000], vec![0.0; 1000]);
+//! let grads = vec![1e-3f32; 1000];
+//! let scalars = StepScalars::new(&config, 1, config.lr)?;
+//! kernel.update(&scalars, Slices::new(&mut p, &grads, &mut m, &mut v, Some(&pretrained))?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![no_std]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod backend;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod kernel;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod lanes;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use backend::{Backend, BackendError, Kernel, SimdElement};
+
+/// The backend selected for this process: `RECADAM_BACKEND` if set, else the best the CPU has.
+/// Selected once and cached.
+#[cfg(feature = "std")]
+pub fn backend() -> Result<Backend, BackendError> {
+    cached_kernel().map(|k| k.backend())
+}
+
+/// One step with the kernel of [`backend`]: exactly the bits of `recadam_core::update`.
+#[cfg(feature = "std")]
+pub fn update<T: SimdElement>(
+    scalars: &recadam_core::StepScalars<T>,
+    slices: recadam_core::Slices<'_, T>,
+) -> Result<(), BackendError> {
+    cached_kernel()?.update(scalars, slices);
+    Ok(())
+}
+
+#[cfg(feature = "std")]
+fn cached_kernel() -> Result<Kernel, BackendError> {
+    static KERNEL: std::sync::OnceLock<Result<Kernel, BackendError>> = std::sync::OnceLock::new();
+    KERNEL.get_or_init(Kernel::from_env).clone()
+}

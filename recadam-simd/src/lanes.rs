@@ -1,0 +1,39 @@
+//! A vector of float lanes: the few operations the update needs, each with the rounding of the
+//! scalar reference (IEEE add, sub, mul, div and sqrt, and a fused multiply-add that rounds once).
+//!
+//! Implemented for raw `core::arch` vectors on x86_64 (AVX-512, AVX2+FMA) and for `wide`'s
+//! vectors on aarch64 (NEON). Implementations are crate-private: a value of an x86 lane type is
+//! only ever created inside a `#[target_feature]` function that the dispatcher calls after
+//! checking the CPU, which is what makes their safe methods sound.
+
+use recadam_core::Element;
+
+pub(crate) trait Lanes: Copy {
+    type Elem: Element;
+    /// Number of lanes.
+    const N: usize;
+
+    /// Loads `N` elements from `ptr` (no alignment needed).
+    ///
+    /// # Safety
+    /// `ptr..ptr + N` must be readable.
+    unsafe fn load(ptr: *const Self::Elem) -> Self;
+    /// Stores `N` elements to `ptr` (no alignment needed).
+    ///
+    /// # Safety
+    /// `ptr..ptr + N` must be writable.
+    unsafe fn store(self, ptr: *mut Self::Elem);
+    fn splat(x: Self::Elem) -> Self;
+    fn add(self, b: Self) -> Self;
+    fn sub(self, b: Self) -> Self;
+    fn mul(self, b: Self) -> Self;
+    fn div(self, b: Self) -> Self;
+    fn sqrt(self) -> Self;
+    /// `self * b + c`, rounded once.
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    fn abs(self) -> Self;
+    /// Whether `self[i] <= b[i]` for every lane (false where either is NaN).
+    fn all_le(self, b: Self) -> bool;
+    /// Whether `self[i] < b[i]` for every lane (false where either is NaN).
+    fn all_lt(self, b: Self) -> bool;
+}

@@ -1,0 +1,77 @@
+//! Lanes over `wide`'s vectors on aarch64, where NEON is part of the base target: `wide` then
+//! compiles `f32x4`/`f64x2` to NEON registers, its `mul_add` to `fmla` (one rounding) and its
+//! `sqrt` to `fsqrt`, so it gives exactly the bits of the scalar reference.
+
+use wide::{f32x4, f64x2, CmpLe, CmpLt};
+
+use crate::lanes::Lanes;
+
+macro_rules! wide_lanes {
+    ($name:ident, $vec:ty, $elem:ty, $n:expr) => {
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name($vec);
+
+        impl Lanes for $name {
+            type Elem = $elem;
+            const N: usize = $n;
+
+            #[inline(always)]
+            unsafe fn load(ptr: *const $elem) -> Self {
+                // SAFETY: the caller guarantees N readable elements; read_unaligned needs no
+                // alignment.
+                $name(<$vec>::from(unsafe {
+                    ptr.cast::<[$elem; $n]>().read_unaligned()
+                }))
+            }
+            #[inline(always)]
+            unsafe fn store(self, ptr: *mut $elem) {
+                // SAFETY: the caller guarantees N writable elements; write_unaligned needs no
+                // alignment.
+                unsafe { ptr.cast::<[$elem; $n]>().write_unaligned(self.0.to_array()) }
+            }
+            #[inline(always)]
+            fn splat(x: $elem) -> Self {
+                $name(<$vec>::splat(x))
+            }
+            #[inline(always)]
+            fn add(self, b: Self) -> Self {
+                $name(self.0 + b.0)
+            }
+            #[inline(always)]
+            fn sub(self, b: Self) -> Self {
+                $name(self.0 - b.0)
+            }
+            #[inline(always)]
+            fn mul(self, b: Self) -> Self {
+                $name(self.0 * b.0)
+            }
+            #[inline(always)]
+            fn div(self, b: Self) -> Self {
+                $name(self.0 / b.0)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                $name(self.0.sqrt())
+            }
+            #[inline(always)]
+            fn mul_add(self, b: Self, c: Self) -> Self {
+                $name(self.0.mul_add(b.0, c.0))
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                $name(self.0.abs())
+            }
+            #[inline(always)]
+            fn all_le(self, b: Self) -> bool {
+                self.0.simd_le(b.0).all()
+            }
+            #[inline(always)]
+            fn all_lt(self, b: Self) -> bool {
+                self.0.simd_lt(b.0).all()
+            }
+        }
+    };
+}
+
+wide_lanes!(NeonF32, f32x4, f32, 4);
+wide_lanes!(NeonF64, f64x2, f64, 2);
