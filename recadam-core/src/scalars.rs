@@ -54,6 +54,10 @@ pub struct StepScalars<T> {
     pub neg_weight_decay: T,
     /// Whether weight decay runs at all (`wd > 0`, as the official code tests it).
     pub weight_decay: bool,
+    /// `f(scale)`: every gradient is multiplied by it first, `g ← g·scale`, as
+    /// `clip_grad_norm_` scales gradients in place before the step. 1 (an exact no-op) unless
+    /// set with [`StepScalars::with_grad_scale`].
+    pub grad_scale: T,
 }
 
 impl<T: Element> StepScalars<T> {
@@ -120,6 +124,22 @@ impl<T: Element> StepScalars<T> {
             penalty_grad: f((w - lambda) * config.pretrain_cof),
             neg_weight_decay: f(-lr * config.weight_decay),
             weight_decay: config.weight_decay > 0.0,
+            grad_scale: T::one(),
         })
+    }
+
+    /// The same step with every gradient multiplied by `scale` (rounded to `T`) before use:
+    /// gradient clipping without a pass that rewrites the gradients. `scale` must be finite and
+    /// ≥ 0.
+    pub fn with_grad_scale(mut self, scale: f64) -> Result<Self, Error> {
+        if !(scale >= 0.0 && scale.is_finite()) {
+            return Err(Error::InvalidHyperparameter {
+                field: "grad_scale",
+                value: scale,
+                expected: "finite and ≥ 0",
+            });
+        }
+        self.grad_scale = T::round_from_f64(scale);
+        Ok(self)
     }
 }

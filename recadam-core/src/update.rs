@@ -4,6 +4,7 @@
 //! rounds its result; see `shared/golden/README.md`):
 //!
 //! ```text
+//! g = g·f(scale)                                     1 unless clipping (exact then)
 //! m = fma(g, f(1−β1), m·f(β1))                       exp_avg.mul_(β1).add_(1−β1, g)
 //! v = fma(f(1−β2)·g, g, v·f(β2))                     exp_avg_sq.mul_(β2).addcmul_(1−β2, g, g)
 //! d = sqrt(v) + f(ε)
@@ -177,7 +178,8 @@ pub fn update<T: Element>(scalars: &StepScalars<T>, slices: Slices<'_, T>) {
     match (rule, pretrained) {
         (Rule::Decoupled, Some(pp)) => {
             for i in 0..params.len() {
-                let (m, d) = moments(s, grads[i], &mut exp_avg[i], &mut exp_avg_sq[i]);
+                let g = grads[i] * s.grad_scale;
+                let (m, d) = moments(s, g, &mut exp_avg[i], &mut exp_avg_sq[i]);
                 let p = params[i] + (s.neg_step_lambda * m) / d;
                 let p = (p - pp[i]).fused_mul_add(s.neg_penalty, p);
                 params[i] = weight_decay(s, p);
@@ -185,14 +187,16 @@ pub fn update<T: Element>(scalars: &StepScalars<T>, slices: Slices<'_, T>) {
         }
         (Rule::Coupled, Some(pp)) => {
             for i in 0..params.len() {
-                let g = (params[i] - pp[i]).fused_mul_add(s.penalty_grad, s.lambda_t * grads[i]);
+                let g = grads[i] * s.grad_scale;
+                let g = (params[i] - pp[i]).fused_mul_add(s.penalty_grad, s.lambda_t * g);
                 let (m, d) = moments(s, g, &mut exp_avg[i], &mut exp_avg_sq[i]);
                 params[i] = weight_decay(s, params[i] + (s.neg_step * m) / d);
             }
         }
         _ => {
             for i in 0..params.len() {
-                let (m, d) = moments(s, grads[i], &mut exp_avg[i], &mut exp_avg_sq[i]);
+                let g = grads[i] * s.grad_scale;
+                let (m, d) = moments(s, g, &mut exp_avg[i], &mut exp_avg_sq[i]);
                 params[i] = weight_decay(s, params[i] + (s.neg_step * m) / d);
             }
         }

@@ -175,6 +175,25 @@ proptest! {
         prop_assert_eq!(bits(&v), bits(&v2));
     }
 
+    /// Scaling the gradients inside the step is the same as scaling them in place first (what
+    /// `clip_grad_norm_` does before the official step).
+    #[test]
+    fn grad_scale_equals_scaling_in_place(c in config(), coupled in any::<bool>(), x in values(45), scale in 0.0f64..1.0, t in 1u64..500) {
+        let c = RecAdamConfig { penalty_mode: if coupled { PenaltyMode::Coupled } else { PenaltyMode::Decoupled }, ..c };
+        let p0: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let g: Vec<f32> = p0.iter().map(|v| (v * 7.0).sin()).collect();
+        let pp: Vec<f32> = p0.iter().map(|v| v * 0.5).collect();
+        let s = StepScalars::<f32>::new(&c, t, c.lr).unwrap();
+        let (mut p, mut m, mut v) = (p0.clone(), vec![0.01f32; 45], vec![1e-4f32; 45]);
+        update(&s.with_grad_scale(scale).unwrap(), Slices::new(&mut p, &g, &mut m, &mut v, Some(&pp)).unwrap());
+        let scaled: Vec<f32> = g.iter().map(|x| x * scale as f32).collect();
+        let (mut p2, mut m2, mut v2) = (p0, vec![0.01f32; 45], vec![1e-4f32; 45]);
+        update(&s, Slices::new(&mut p2, &scaled, &mut m2, &mut v2, Some(&pp)).unwrap());
+        prop_assert_eq!(bits(&p), bits(&p2));
+        prop_assert_eq!(bits(&m), bits(&m2));
+        prop_assert_eq!(bits(&v), bits(&v2));
+    }
+
     /// f32 and f64 runs of the same problem agree to f32 precision (gradients bounded away from
     /// zero, so that Adam's normalised step is well conditioned).
     #[test]

@@ -5,6 +5,8 @@ use core::fmt;
 
 use recadam_core::{Element, Slices, StepScalars};
 
+use crate::grad_stats::{grad_stats_body, GradStats};
+
 /// An implementation of the update. All of them give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -192,6 +194,13 @@ impl Kernel {
         T::update_on(self, scalars, slices)
     }
 
+    /// Σ g² (in `f64`, in a fixed order) and whether every gradient is finite: the same bits on
+    /// every backend (see [`GradStats`]).
+    #[inline]
+    pub fn grad_stats<T: SimdElement>(&self, grads: &[T]) -> GradStats {
+        T::grad_stats_on(self, grads)
+    }
+
     /// The benchmarks' memory-bandwidth reference: the update's memory shape (reads p, g, m, v,
     /// θ*; writes p, m, v in place) with one addition per stream. Does nothing without θ*.
     #[inline]
@@ -212,6 +221,8 @@ pub trait SimdElement: Element + sealed::Sealed {
     fn update_on(kernel: &Kernel, scalars: &StepScalars<Self>, slices: Slices<'_, Self>);
     #[doc(hidden)]
     fn stream_on(kernel: &Kernel, slices: Slices<'_, Self>);
+    #[doc(hidden)]
+    fn grad_stats_on(kernel: &Kernel, grads: &[Self]) -> GradStats;
 }
 
 /// Defines the `#[target_feature]` entry points of one element type and its `SimdElement` impl.
@@ -279,6 +290,31 @@ macro_rules! simd_element {
                         unsafe { crate::kernel::stream_body::<crate::neon::$neon>(slices) }
                     }
                     _ => scalar_stream(slices),
+                }
+            }
+
+            #[inline]
+            fn grad_stats_on(kernel: &Kernel, grads: &[$elem]) -> GradStats {
+                match kernel.backend {
+                    #[cfg(target_arch = "x86_64")]
+                    Backend::Avx512 => {
+                        #[target_feature(enable = "avx512f")]
+                        fn run(grads: &[$elem]) -> GradStats {
+                            grad_stats_body(grads)
+                        }
+                        // SAFETY: a Kernel only holds a backend the CPU was found to support.
+                        unsafe { run(grads) }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    Backend::Avx2 => {
+                        #[target_feature(enable = "avx2,fma")]
+                        fn run(grads: &[$elem]) -> GradStats {
+                            grad_stats_body(grads)
+                        }
+                        // SAFETY: a Kernel only holds a backend the CPU was found to support.
+                        unsafe { run(grads) }
+                    }
+                    _ => grad_stats_body(grads),
                 }
             }
         }

@@ -39,6 +39,7 @@ struct Splats<L> {
     lambda: L,
     penalty_grad: L,
     neg_weight_decay: L,
+    grad_scale: L,
     zero: L,
     tiny: TinyBound<L>,
 }
@@ -107,6 +108,7 @@ pub(crate) unsafe fn update_body<L: Lanes>(s: &StepScalars<L::Elem>, slices: Sli
         lambda: L::splat(s.lambda_t),
         penalty_grad: L::splat(s.penalty_grad),
         neg_weight_decay: L::splat(s.neg_weight_decay),
+        grad_scale: L::splat(s.grad_scale),
         zero: L::splat(L::Elem::zero()),
         tiny: TinyBound {
             a: L::splat(ta),
@@ -162,7 +164,7 @@ unsafe fn vector_loop<L: Lanes, const RULE: u8, const WD: bool, const TINY: bool
         // SAFETY: i + L::N ≤ n, so every access is within the slices.
         unsafe {
             let p_old = L::load(p.add(i));
-            let mut grad = L::load(g.add(i));
+            let mut grad = L::load(g.add(i)).mul(k.grad_scale);
             let theta = if RULE == PLAIN {
                 p_old
             } else {

@@ -27,6 +27,7 @@
 extern crate std;
 
 mod backend;
+mod grad_stats;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod kernel;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -37,6 +38,7 @@ mod neon;
 mod x86;
 
 pub use backend::{Backend, BackendError, Kernel, SimdElement};
+pub use grad_stats::{GradStats, ACCUMULATORS};
 
 /// The backend selected for this process: `RECADAM_BACKEND` if set, else the best the CPU has.
 /// Selected once and cached.

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use recadam_core::{update, Annealing, PenaltyMode, RecAdamConfig, Slices, StepScalars};
-use recadam_simd::{Backend, Kernel, SimdElement};
+use recadam_simd::{Backend, GradStats, Kernel, SimdElement, ACCUMULATORS};
 
 fn kernels() -> Vec<Kernel> {
     let kernels: Vec<Kernel> = Backend::available()
@@ -19,7 +19,7 @@ fn kernels() -> Vec<Kernel> {
 }
 
 /// Valid configurations, including schedules whose Adam-step scalar is subnormal or zero.
-fn config() -> impl Strategy<Value = (RecAdamConfig, u64, f64)> {
+fn config() -> impl Strategy<Value = (RecAdamConfig, u64, f64, f64)> {
     (
         (
             prop_oneof![1e-6f64..1e-2, Just(5e-5)],
@@ -43,16 +43,19 @@ fn config() -> impl Strategy<Value = (RecAdamConfig, u64, f64)> {
             prop_oneof![Just(0.0), Just(1.0), 0.0f64..2.0],
             prop_oneof![Just(0.0), 0.0f64..10_000.0],
         ),
-        1u64..400,
-        prop_oneof![Just(1.0), Just(0.0), 0.0f64..1.0, Just(1e-35)],
+        (
+            1u64..400,
+            prop_oneof![Just(1.0), Just(0.0), 0.0f64..1.0, Just(1e-35)],
+        ),
+        prop_oneof![3 => Just(1.0), 1 => 0.0f64..1.0, 1 => Just(0.0)],
     )
         .prop_map(
             |(
                 (lr, beta1, beta2, eps),
                 (weight_decay, correct_bias, coupled),
                 (annealing, w, cof),
-                t,
-                lr_frac,
+                (t, lr_frac),
+                grad_scale,
             )| {
                 let mut c = RecAdamConfig {
                     lr,
@@ -74,7 +77,7 @@ fn config() -> impl Strategy<Value = (RecAdamConfig, u64, f64)> {
                     c.lr = 1.8 / c.penalty_factor(1.0, 1);
                 }
                 let lr_t = c.lr * lr_frac;
-                (c, t, lr_t)
+                (c, t, lr_t, grad_scale)
             },
         )
 }
@@ -105,7 +108,7 @@ fn same_bits<T: SimdElement>(a: &[T], b: &[T]) -> bool {
 /// `offset` (so that vector loads are unaligned), and compares every output array.
 fn check<T: SimdElement>(
     kernels: &[Kernel],
-    (config, t, lr): &(RecAdamConfig, u64, f64),
+    (config, t, lr, grad_scale): &(RecAdamConfig, u64, f64, f64),
     data: &[f64],
     n: usize,
     offset: usize,
@@ -114,6 +117,7 @@ fn check<T: SimdElement>(
     let Ok(scalars) = StepScalars::<T>::new(config, *t, *lr) else {
         return Ok(()); // e.g. ε rounds to 0 in f32: refused the same way everywhere
     };
+    let scalars = scalars.with_grad_scale(*grad_scale).unwrap();
     let column = |k: usize| -> Vec<T> {
         (0..offset + n)
             .map(|i| T::round_from_f64(data[(i * 5 + k) % data.len()]))
@@ -201,8 +205,8 @@ fn every_length_up_to_300() {
         };
         for n in 0..=300 {
             for pp in [true, false] {
-                check::<f32>(&kernels, &(config, 7, 1e-4), &data, n, n % 7, pp).unwrap();
-                check::<f64>(&kernels, &(config, 7, 1e-4), &data, n, n % 5, pp).unwrap();
+                check::<f32>(&kernels, &(config, 7, 1e-4, 1.0), &data, n, n % 7, pp).unwrap();
+                check::<f64>(&kernels, &(config, 7, 1e-4, 0.3), &data, n, n % 5, pp).unwrap();
             }
         }
     }
@@ -325,9 +329,51 @@ fn every_combination_of_special_values() {
                 ..RecAdamConfig::default()
             };
             for pp in [true, false] {
-                check::<f32>(&kernels, &(config, 3, lr32), &data, n, 0, pp).unwrap();
-                check::<f64>(&kernels, &(config, 3, lr64), &data, n, 0, pp).unwrap();
+                check::<f32>(&kernels, &(config, 3, lr32, 1.0), &data, n, 0, pp).unwrap();
+                check::<f64>(&kernels, &(config, 3, lr64, 1.0), &data, n, 0, pp).unwrap();
             }
+        }
+    }
+}
+
+/// The fixed summation order of `GradStats`, written independently: element i into accumulator
+/// i mod 16, then a pairwise tree.
+fn grad_stats_reference<T: SimdElement>(g: &[T]) -> GradStats {
+    let mut acc = [0.0f64; ACCUMULATORS];
+    for (i, x) in g.iter().enumerate() {
+        acc[i % ACCUMULATORS] += x.widen_to_f64() * x.widen_to_f64();
+    }
+    let mut width = ACCUMULATORS;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            acc[j] += acc[j + width];
+        }
+    }
+    GradStats {
+        sum_squares: acc[0],
+        finite: g.iter().all(|x| x.is_finite()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 6 } else { 256 }))]
+
+    /// Every backend gives the defined order's bits and the right finiteness, at any offset.
+    #[test]
+    fn grad_stats_have_one_result(data in prop::collection::vec(value(), 0..700), offset in 0usize..17) {
+        let kernels = kernels();
+        let f32s: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+        let f64s: Vec<f64> = data.clone();
+        let o32 = offset.min(f32s.len());
+        let o64 = offset.min(f64s.len());
+        let (want32, want64) = (grad_stats_reference(&f32s[o32..]), grad_stats_reference(&f64s[o64..]));
+        for k in &kernels {
+            let (got32, got64) = (k.grad_stats(&f32s[o32..]), k.grad_stats(&f64s[o64..]));
+            prop_assert_eq!(got32.finite, want32.finite, "{}", k.backend());
+            prop_assert_eq!(got64.finite, want64.finite, "{}", k.backend());
+            prop_assert!(got32.sum_squares.to_bits() == want32.sum_squares.to_bits() || (got32.sum_squares.is_nan() && want32.sum_squares.is_nan()), "{} f32: {} vs {}", k.backend(), got32.sum_squares, want32.sum_squares);
+            prop_assert!(got64.sum_squares.to_bits() == want64.sum_squares.to_bits() || (got64.sum_squares.is_nan() && want64.sum_squares.is_nan()), "{} f64: {} vs {}", k.backend(), got64.sum_squares, want64.sum_squares);
         }
     }
 }
