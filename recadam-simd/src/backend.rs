@@ -300,7 +300,12 @@ macro_rules! simd_element {
                     Backend::Avx512 => {
                         #[target_feature(enable = "avx512f")]
                         fn run(grads: &[$elem]) -> GradStats {
-                            grad_stats_body(grads)
+                            // SAFETY: this function has the features of these lanes.
+                            unsafe {
+                                crate::grad_stats::grad_stats_lanes::<crate::x86::Avx512F64, $elem>(
+                                    grads,
+                                )
+                            }
                         }
                         // SAFETY: a Kernel only holds a backend the CPU was found to support.
                         unsafe { run(grads) }
@@ -309,10 +314,24 @@ macro_rules! simd_element {
                     Backend::Avx2 => {
                         #[target_feature(enable = "avx2,fma")]
                         fn run(grads: &[$elem]) -> GradStats {
-                            grad_stats_body(grads)
+                            // SAFETY: this function has the features of these lanes.
+                            unsafe {
+                                crate::grad_stats::grad_stats_lanes::<crate::x86::Avx2F64, $elem>(
+                                    grads,
+                                )
+                            }
                         }
                         // SAFETY: a Kernel only holds a backend the CPU was found to support.
                         unsafe { run(grads) }
+                    }
+                    #[cfg(target_arch = "aarch64")]
+                    Backend::Neon => {
+                        // SAFETY: NEON is part of the aarch64 target this was compiled for.
+                        unsafe {
+                            crate::grad_stats::grad_stats_lanes::<crate::neon::NeonF64, $elem>(
+                                grads,
+                            )
+                        }
                     }
                     _ => grad_stats_body(grads),
                 }

@@ -37,3 +37,13 @@ pub(crate) trait Lanes: Copy {
     /// Whether `self[i] < b[i]` for every lane (false where either is NaN).
     fn all_lt(self, b: Self) -> bool;
 }
+
+/// `f64` lanes that can also load `f32` values, widened (exactly): the gradient statistics of
+/// f32 gradients accumulate in f64.
+pub(crate) trait WideLanes: Lanes<Elem = f64> {
+    /// Loads `N` f32 values from `ptr` and widens them.
+    ///
+    /// # Safety
+    /// `ptr..ptr + N` must be readable.
+    unsafe fn load_f32(ptr: *const f32) -> Self;
+}

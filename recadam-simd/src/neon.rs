@@ -4,7 +4,7 @@
 
 use wide::{f32x4, f64x2, CmpLe, CmpLt};
 
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, WideLanes};
 
 macro_rules! wide_lanes {
     ($name:ident, $vec:ty, $elem:ty, $n:expr) => {
@@ -75,3 +75,12 @@ macro_rules! wide_lanes {
 
 wide_lanes!(NeonF32, f32x4, f32, 4);
 wide_lanes!(NeonF64, f64x2, f64, 2);
+
+impl WideLanes for NeonF64 {
+    #[inline(always)]
+    unsafe fn load_f32(ptr: *const f32) -> Self {
+        // SAFETY: the caller guarantees 2 readable f32.
+        let [a, b] = unsafe { ptr.cast::<[f32; 2]>().read_unaligned() };
+        NeonF64(f64x2::new([a as f64, b as f64]))
+    }
+}

@@ -8,7 +8,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, WideLanes};
 
 macro_rules! x86_lanes {
     (
@@ -178,3 +178,19 @@ x86_lanes!(
     all_le = |x, y| _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LE_OQ>(x, y)) == 0xF,
     all_lt = |x, y| _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(x, y)) == 0xF,
 );
+
+impl WideLanes for Avx512F64 {
+    #[inline(always)]
+    unsafe fn load_f32(ptr: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable f32; AVX-512F as for every method here.
+        unsafe { Avx512F64(_mm512_cvtps_pd(_mm256_loadu_ps(ptr))) }
+    }
+}
+
+impl WideLanes for Avx2F64 {
+    #[inline(always)]
+    unsafe fn load_f32(ptr: *const f32) -> Self {
+        // SAFETY: the caller guarantees 4 readable f32; AVX as for every method here.
+        unsafe { Avx2F64(_mm256_cvtps_pd(_mm_loadu_ps(ptr))) }
+    }
+}

@@ -1,1 +1,26 @@
-//! The RecAdam optimizer users hold; filled by the recadam-std issue.
+//! # recadam-std
+//!
+//! The RecAdam optimizer as users hold it: named parameters in groups (penalty on or off,
+//! weight decay on or off, chosen by name), learning-rate schedules, gradient clipping, a
+//! non-finite gradient guard, threads over large caller-owned buffers (GPU hosts updating pinned
+//! host memory, ZeRO-Offload style), checkpoints that resume exactly, and the paper's forgetting
+//! metrics. Every step runs the `recadam-simd` kernel, so results are the same bits for any
+//! thread count and any CPU.
+//!
+//! See [`Optimizer`] for an example.
+
+mod checkpoint;
+mod error;
+mod group;
+mod optimizer;
+mod parallel;
+mod schedule;
+
+pub use checkpoint::FORMAT_VERSION;
+pub use error::{CheckpointError, Error};
+pub use group::{Group, Selector};
+pub use optimizer::{
+    align_up, Buffer, Distances, NonFiniteGuard, Optimizer, Options, ParamMut, StepReport,
+};
+pub use parallel::ALIGN;
+pub use schedule::{Constant, CosineWarmup, LinearWarmupDecay, LrSchedule};

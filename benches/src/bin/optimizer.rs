@@ -1,0 +1,226 @@
+//! A full optimizer step (non-finite guard and gradient norm, clipping, the update) over a
+//! 2^27-parameter f32 model split into BERT-base-like tensors, at 1 and 2 threads, with the
+//! streaming limit at the same thread count measured in the same run.
+//!
+//!     cargo run --release -p benches --bin optimizer -- --json
+//!
+//! One JSON object per thread count: `n`, `threads`, `ns_per_param`, `gbps`, `limit_gbps`,
+//! `ratio` (GB/s count the update's 32 bytes per parameter; the step also reads the gradients
+//! once more for the guard and the norm).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use benches::{gbps, time_per_call};
+use recadam_core::{Annealing, RecAdamConfig, Slices};
+use recadam_simd::Kernel;
+use recadam_std::{align_up, Group, NonFiniteGuard, Optimizer, Options, ParamMut};
+use serde_json::json;
+
+/// BERT-base-like tensor shapes (embeddings, then encoder layers) adding up to exactly `total`.
+fn shapes(total: usize) -> Vec<(String, usize)> {
+    let mut out = vec![
+        (
+            "bert.embeddings.word_embeddings.weight".to_string(),
+            30522 * 768,
+        ),
+        (
+            "bert.embeddings.position_embeddings.weight".into(),
+            512 * 768,
+        ),
+        (
+            "bert.embeddings.token_type_embeddings.weight".into(),
+            2 * 768,
+        ),
+        ("bert.embeddings.LayerNorm.weight".into(), 768),
+        ("bert.embeddings.LayerNorm.bias".into(), 768),
+    ];
+    let layer = [
+        ("attention.self.query.weight", 768 * 768),
+        ("attention.self.query.bias", 768),
+        ("attention.self.key.weight", 768 * 768),
+        ("attention.self.key.bias", 768),
+        ("attention.self.value.weight", 768 * 768),
+        ("attention.self.value.bias", 768),
+        ("attention.output.dense.weight", 768 * 768),
+        ("attention.output.dense.bias", 768),
+        ("attention.output.LayerNorm.weight", 768),
+        ("attention.output.LayerNorm.bias", 768),
+        ("intermediate.dense.weight", 3072 * 768),
+        ("intermediate.dense.bias", 3072),
+        ("output.dense.weight", 768 * 3072),
+        ("output.dense.bias", 768),
+        ("output.LayerNorm.weight", 768),
+        ("output.LayerNorm.bias", 768),
+    ];
+    let layer_size: usize = layer.iter().map(|l| l.1).sum();
+    let mut used: usize = out.iter().map(|s| s.1).sum();
+    let mut i = 0;
+    while used + layer_size <= total {
+        for (name, n) in layer {
+            out.push((format!("bert.encoder.layer.{i}.{name}"), n));
+        }
+        used += layer_size;
+        i += 1;
+    }
+    out.push(("classifier.weight".into(), total - used));
+    out
+}
+
+struct Model {
+    names: Vec<String>,
+    values: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    pretrained: Vec<Vec<f32>>,
+}
+
+fn model(total: usize) -> Model {
+    let shapes = shapes(total);
+    let fill = |n: usize, seed: u32, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761) ^ seed) as f32 / u32::MAX as f32 * scale
+                    - scale / 2.0
+            })
+            .collect()
+    };
+    let pretrained: Vec<Vec<f32>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| fill(s.1, k as u32, 0.04))
+        .collect();
+    Model {
+        names: shapes.iter().map(|s| s.0.clone()).collect(),
+        values: pretrained.clone(),
+        grads: shapes
+            .iter()
+            .enumerate()
+            .map(|(k, s)| fill(s.1, 7 + k as u32, 2e-3))
+            .collect(),
+        pretrained,
+    }
+}
+
+/// The streaming reference over the same tensors, split over `threads` like the optimizer.
+fn stream(kernel: Kernel, m: &mut Model, state: &mut [(Vec<f32>, Vec<f32>)], threads: usize) {
+    let total: usize = m.values.iter().map(Vec::len).sum();
+    let quota = align_up(total.div_ceil(threads));
+    let mut parts: Vec<Vec<Slices<'_, f32>>> = vec![Vec::new()];
+    let mut room = quota;
+    for (((p, g), pp), (mm, vv)) in m
+        .values
+        .iter_mut()
+        .zip(&m.grads)
+        .zip(&m.pretrained)
+        .zip(state.iter_mut())
+    {
+        let mut s = Slices::new(p, g, mm, vv, Some(pp)).unwrap();
+        while !s.is_empty() {
+            if room == 0 {
+                parts.push(Vec::new());
+                room = quota;
+            }
+            let take = room.min(s.len());
+            let (head, tail) = s.split_at(take).unwrap();
+            parts.last_mut().unwrap().push(head);
+            room -= take;
+            s = tail;
+        }
+    }
+    std::thread::scope(|scope| {
+        for part in parts {
+            scope.spawn(move || part.into_iter().for_each(|s| kernel.stream(s)));
+        }
+    });
+}
+
+fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let total = 1usize << 27;
+    let kernel = Kernel::from_env().unwrap_or_else(|e| {
+        eprintln!("optimizer: {e}");
+        std::process::exit(2)
+    });
+    let config = RecAdamConfig {
+        lr: 2e-5,
+        weight_decay: 0.01,
+        annealing: Annealing::Sigmoid { k: 0.1, t0: 150.0 },
+        ..RecAdamConfig::default()
+    };
+    let mut m = model(total);
+    let mut limit_model = model(total);
+    let mut limit_state: Vec<(Vec<f32>, Vec<f32>)> = limit_model
+        .values
+        .iter()
+        .map(|v| (vec![0.0; v.len()], vec![0.0; v.len()]))
+        .collect();
+    if !json {
+        println!(
+            "optimizer step, 2^27 f32 parameters in {} tensors, backend {}",
+            m.names.len(),
+            kernel.backend()
+        );
+    }
+    // RECADAM_BENCH_GUARD=off measures the update alone (no guard, no clipping: no pass over
+    // the gradients before the update).
+    let guard_off = std::env::var("RECADAM_BENCH_GUARD").is_ok_and(|v| v == "off");
+    for threads in [1, 2] {
+        let options = if guard_off {
+            Options {
+                threads,
+                guard: NonFiniteGuard::Off,
+                ..Options::new(config)
+            }
+        } else {
+            Options {
+                threads,
+                max_grad_norm: Some(1.0),
+                ..Options::new(config)
+            }
+        };
+        let mut opt = Optimizer::with_kernel(options, kernel).unwrap();
+        for g in Group::glue_script("bert.") {
+            opt.add_group(g).unwrap();
+        }
+        for (name, pp) in m.names.iter().zip(&m.pretrained) {
+            opt.register(name, pp.len(), Some(Cow::Borrowed(pp)))
+                .unwrap();
+        }
+        let step_time = time_per_call(
+            || {
+                let mut params: Vec<ParamMut<'_, f32>> = m
+                    .names
+                    .iter()
+                    .zip(m.values.iter_mut())
+                    .zip(&m.grads)
+                    .map(|((name, value), grad)| ParamMut { name, value, grad })
+                    .collect();
+                opt.step(&mut params).unwrap();
+            },
+            Duration::from_millis(400),
+            5,
+        );
+        let limit = time_per_call(
+            || stream(kernel, &mut limit_model, &mut limit_state, threads),
+            Duration::from_millis(400),
+            5,
+        );
+        let (g, lg) = (gbps(total, step_time), gbps(total, limit));
+        if json {
+            println!(
+                "{}",
+                json!({
+                    "n": total, "threads": threads, "ns_per_param": step_time * 1e9 / total as f64,
+                    "gbps": g, "limit_gbps": lg, "ratio": g / lg, "backend": kernel.backend().name(),
+                })
+            );
+        } else {
+            println!(
+                "threads {threads}: {:.1} ms/step, {:.3} ns/param, {g:.1} GB/s, limit {lg:.1} GB/s, ratio {:.3}",
+                step_time * 1e3,
+                step_time * 1e9 / total as f64,
+                g / lg
+            );
+        }
+    }
+}

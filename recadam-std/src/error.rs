@@ -1,0 +1,129 @@
+//! Errors of the optimizer and its checkpoints: each says what was wrong and where.
+
+use std::path::PathBuf;
+
+/// What went wrong in the optimizer. Nothing changed when a step returns one of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A hyperparameter, a learning rate or slice lengths were refused by the update rule.
+    #[error(transparent)]
+    Config(#[from] recadam_core::Error),
+    /// `RECADAM_BACKEND` names a backend this CPU lacks, or none.
+    #[error(transparent)]
+    Backend(#[from] recadam_simd::BackendError),
+    /// `threads` must be at least 1.
+    #[error("invalid `threads` = {0}: at least one thread is needed")]
+    Threads(usize),
+    /// `max_grad_norm` must be finite and positive.
+    #[error("invalid `max_grad_norm` = {0}: it must be finite and > 0")]
+    MaxGradNorm(f64),
+    /// Two groups with one name.
+    #[error("group `{0}` is added twice")]
+    DuplicateGroup(String),
+    /// A parameter registered, or given to a step, twice.
+    #[error("parameter `{0}` is given twice")]
+    DuplicateParam(String),
+    /// A parameter name no group's selector takes.
+    #[error("parameter `{0}` matches no group: add a group that selects it (Selector::All takes every name)")]
+    NoGroup(String),
+    /// A parameter of a penalised group registered without θ*.
+    #[error("parameter `{name}` is in group `{group}`, which pulls parameters towards their pretrained weights, but no pretrained weights were given")]
+    MissingPretrained {
+        /// The parameter.
+        name: String,
+        /// Its group.
+        group: String,
+    },
+    /// A step or a metric was given a name that is not registered.
+    #[error("parameter `{0}` is not registered")]
+    UnknownParam(String),
+    /// A step was not given a registered parameter.
+    #[error("registered parameter `{0}` was not given")]
+    MissingParam(String),
+    /// A buffer of the wrong length.
+    #[error("parameter `{name}`: `{what}` has length {len}, expected {expected}")]
+    Length {
+        /// The parameter.
+        name: String,
+        /// Which buffer.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The registered length.
+        expected: usize,
+    },
+    /// A gradient holds NaN or an infinity; the step was refused and nothing changed.
+    #[error("the gradient of `{name}` holds NaN or an infinity: the step was refused and no parameter or state changed")]
+    NonFiniteGradient {
+        /// The first parameter (in registration order) with a non-finite gradient.
+        name: String,
+    },
+    /// Saving or loading a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// What is wrong with a checkpoint file, or with writing one. Loading never panics and changes
+/// no state unless the whole file is valid and matches the optimizer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Reading or writing the file failed.
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// Not a readable safetensors file (truncated, corrupted header, bad offsets).
+    #[error("checkpoint {path} is not a valid safetensors file: {reason}")]
+    Container {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors reader found.
+        reason: String,
+    },
+    /// A safetensors file, but not a recadam optimizer checkpoint, or one with a missing or
+    /// unreadable field.
+    #[error("checkpoint {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// Written by a format version this build does not read.
+    #[error("checkpoint {path} has format version {found}; this build reads version {supported}")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The file's version.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The contents do not match the checksum stored with them.
+    #[error("checkpoint {path} is corrupted: checksum {computed} of its contents differs from the stored {stored}")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The stored checksum.
+        stored: String,
+        /// The checksum of what was read.
+        computed: String,
+    },
+    /// The checkpoint is valid but was written by a different optimizer setup.
+    #[error("checkpoint {path} does not match this optimizer: {field} is {saved} in the file but {current} here")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs (`dtype`, `config`, `schedule`, `parameter w` ...).
+        field: String,
+        /// The checkpoint's value.
+        saved: String,
+        /// The optimizer's value.
+        current: String,
+    },
+}
