@@ -181,8 +181,17 @@ impl RecAdamConfig {
         self.check_stable(self.lr, 1)
     }
 
-    /// Refuses a learning rate at which the decoupled penalty of step `t` diverges (c ≥ 2).
+    /// Refuses a learning rate at which the decoupled penalty of step `t` (c ≥ 2) or the
+    /// decoupled weight decay (lr·wd ≥ 2) diverges.
     pub(crate) fn check_stable(&self, lr: f64, t: u64) -> Result<(), Error> {
+        let decay = lr * self.weight_decay;
+        if decay >= 2.0 {
+            return Err(Error::WeightDecayDiverges {
+                lr,
+                factor: decay,
+                max_stable_lr: 2.0 / self.weight_decay,
+            });
+        }
         let factor = self.penalty_factor(lr, t);
         if self.penalty_mode == PenaltyMode::Decoupled && factor >= 2.0 {
             return Err(Error::PenaltyDiverges {

@@ -26,6 +26,26 @@ pub enum Error {
         /// The largest stable learning rate, `2 / ((w − λ(1))·γ)` (exclusive).
         max_stable_lr: f64,
     },
+    /// The decoupled weight decay `p ← p·(1 − lr·wd)` with `lr·wd ≥ 2` grows the parameters
+    /// every step instead of shrinking them.
+    WeightDecayDiverges {
+        /// The learning rate that was given.
+        lr: f64,
+        /// The factor `lr·wd`.
+        factor: f64,
+        /// The largest stable learning rate, `2 / wd` (exclusive).
+        max_stable_lr: f64,
+    },
+    /// A per-step scalar does not fit in the element type (for example lr = 1e39 in f32): the
+    /// step would write infinities.
+    ScalarOverflow {
+        /// Which scalar (`"−s·λ"`, `"λ"`, ...).
+        scalar: &'static str,
+        /// Its value in f64.
+        value: f64,
+        /// The element type.
+        dtype: &'static str,
+    },
     /// Steps count from 1, as in the paper and the official code.
     StepZero,
     /// The slices of one update do not have the same length.
@@ -59,6 +79,24 @@ impl fmt::Display for Error {
                 "`lr` = {lr:e} makes the decoupled penalty diverge: c = lr·(w − λ)·γ = {factor} ≥ 2 \
                  multiplies the distance to the pretrained weights by |1 − c| > 1 every step; \
                  use lr < {max_stable_lr:e} (c < 1 avoids overshooting θ* as well)"
+            ),
+            Error::WeightDecayDiverges {
+                lr,
+                factor,
+                max_stable_lr,
+            } => write!(
+                f,
+                "`lr` = {lr:e} with `weight_decay` makes the decay diverge: lr·wd = {factor} ≥ 2 \
+                 multiplies the parameters by |1 − lr·wd| > 1 every step; use lr < {max_stable_lr:e}"
+            ),
+            Error::ScalarOverflow {
+                scalar,
+                value,
+                dtype,
+            } => write!(
+                f,
+                "the step's scalar {scalar} = {value:e} does not fit in {dtype}: the learning rate, \
+                 `anneal_w` or `pretrain_cof` is too large for this element type"
             ),
             Error::StepZero => write!(f, "invalid step `t` = 0: steps count from 1"),
             Error::LengthMismatch {

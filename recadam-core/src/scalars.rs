@@ -106,23 +106,34 @@ impl<T: Element> StepScalars<T> {
             (true, PenaltyMode::Decoupled) => Rule::Decoupled,
             (true, PenaltyMode::Coupled) => Rule::Coupled,
         };
-        let f = T::round_from_f64;
+        // Every scalar must fit in T, or the step would write infinities.
+        let fits = |scalar: &'static str, value: f64| {
+            if T::round_from_f64(value).is_finite() {
+                Ok(T::round_from_f64(value))
+            } else {
+                Err(Error::ScalarOverflow {
+                    scalar,
+                    value,
+                    dtype: T::NAME,
+                })
+            }
+        };
         Ok(StepScalars {
             t,
             lr,
             lambda,
             rule,
-            beta1: f(config.beta1),
-            one_minus_beta1: f(1.0 - config.beta1),
-            beta2: f(config.beta2),
-            one_minus_beta2: f(1.0 - config.beta2),
-            eps: f(config.eps),
-            neg_step: f(-step_size),
-            neg_step_lambda: f(-step_size * lambda),
-            neg_penalty: f(-lr * (w - lambda) * config.pretrain_cof),
-            lambda_t: f(lambda),
-            penalty_grad: f((w - lambda) * config.pretrain_cof),
-            neg_weight_decay: f(-lr * config.weight_decay),
+            beta1: T::round_from_f64(config.beta1),
+            one_minus_beta1: T::round_from_f64(1.0 - config.beta1),
+            beta2: T::round_from_f64(config.beta2),
+            one_minus_beta2: T::round_from_f64(1.0 - config.beta2),
+            eps: T::round_from_f64(config.eps),
+            neg_step: fits("−s", -step_size)?,
+            neg_step_lambda: fits("−s·λ", -step_size * lambda)?,
+            neg_penalty: fits("−lr·(w − λ)·γ", -lr * (w - lambda) * config.pretrain_cof)?,
+            lambda_t: fits("λ", lambda)?,
+            penalty_grad: fits("(w − λ)·γ", (w - lambda) * config.pretrain_cof)?,
+            neg_weight_decay: fits("−lr·wd", -lr * config.weight_decay)?,
             weight_decay: config.weight_decay > 0.0,
             grad_scale: T::one(),
         })

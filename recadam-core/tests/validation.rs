@@ -126,6 +126,33 @@ fn a_diverging_penalty_names_lr_and_the_largest_stable_lr() {
 }
 
 #[test]
+fn a_diverging_weight_decay_names_lr_and_the_largest_stable_lr() {
+    let config = RecAdamConfig {
+        lr: 0.5,
+        weight_decay: 4.0,
+        anneal_w: 0.0,
+        ..base()
+    };
+    let err = config.validate().unwrap_err();
+    assert!(
+        matches!(err, Error::WeightDecayDiverges { factor, max_stable_lr, .. } if factor == 2.0 && max_stable_lr == 0.5),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("`lr`") && message.contains("`weight_decay`"),
+        "{message}"
+    );
+    assert!(RecAdamConfig { lr: 0.49, ..config }.validate().is_ok());
+    // Per step too: a scheduled rate above the limit is refused.
+    let ok = RecAdamConfig { lr: 0.1, ..config };
+    assert!(matches!(
+        StepScalars::<f32>::new(&ok, 1, 0.6),
+        Err(Error::WeightDecayDiverges { .. })
+    ));
+}
+
+#[test]
 fn no_penalty_means_no_stability_limit() {
     // Constant annealing (λ = w) and linear with t0 ≤ 1 never apply the penalty; nor does w = 0
     // or the coupled mode, whose penalty goes through Adam's normalised step.
@@ -196,6 +223,31 @@ fn an_eps_that_rounds_to_zero_in_f32_is_refused() {
         "{err:?}"
     );
     assert!(err.to_string().contains("`eps`"));
+}
+
+#[test]
+fn scalars_that_overflow_the_element_type_are_refused() {
+    let plain = RecAdamConfig {
+        anneal_w: 0.0,
+        ..base()
+    };
+    let err = StepScalars::<f32>::new(&plain, 1, 1e40).unwrap_err(); // −s = −3.2e39
+    assert!(
+        matches!(err, Error::ScalarOverflow { dtype: "f32", .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("f32"));
+    assert!(StepScalars::<f64>::new(&plain, 1, 1e40).is_ok());
+    let coupled = RecAdamConfig {
+        anneal_w: 1e300,
+        penalty_mode: recadam_core::PenaltyMode::Coupled,
+        annealing: Annealing::Constant,
+        ..base()
+    };
+    assert!(matches!(
+        StepScalars::<f32>::new(&coupled, 1, 1e-5),
+        Err(Error::ScalarOverflow { .. })
+    ));
 }
 
 #[test]

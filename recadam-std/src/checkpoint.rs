@@ -31,6 +31,8 @@ compile_error!("checkpoints store little-endian bytes; big-endian targets are no
 /// The checkpoint format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT: &str = "recadam-optimizer";
+/// The name errors give a checkpoint held in memory.
+const MEMORY: &str = "<in memory>";
 
 /// The hyperparameters as stored (one record per field, so a mismatch names it).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -195,13 +197,9 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
         ])
     }
 
-    /// Saves the whole optimizer state to `path`, atomically (see the module docs).
-    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let path = path.as_ref();
-        let io = |source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+    /// The state tensors and the metadata (with its checksum) of a checkpoint.
+    #[allow(clippy::type_complexity)]
+    fn contents(&self) -> (Vec<(String, StateView<'_>)>, HashMap<String, String>) {
         let dtype = dtype_of::<T>();
         let mut tensors: Vec<(String, StateView<'_>)> = Vec::new();
         for p in &self.params {
@@ -222,22 +220,40 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             tensors.iter().map(|(n, v)| (n.as_str(), v.bytes)),
         );
         metadata.insert("checksum".into(), sum);
+        (tensors, metadata.into_iter().collect())
+    }
 
-        let tmp = temporary_path(path);
-        let written = safetensors::tensor::serialize_to_file(
-            tensors,
-            Some(metadata.into_iter().collect::<HashMap<_, _>>()),
-            &tmp,
-        )
-        .map_err(|e| match e {
-            safetensors::SafeTensorError::IoError(source) => io(source),
-            other => CheckpointError::Container {
-                path: tmp.clone(),
-                reason: other.to_string(),
-            },
+    /// The checkpoint as bytes (the same bytes [`Optimizer::save_checkpoint`] writes), for
+    /// storage other than a local file.
+    pub fn save_checkpoint_to_bytes(&self) -> Result<Vec<u8>, Error> {
+        let (tensors, metadata) = self.contents();
+        safetensors::tensor::serialize(tensors, Some(metadata)).map_err(|e| {
+            Error::from(CheckpointError::Container {
+                path: PathBuf::from(MEMORY),
+                reason: e.to_string(),
+            })
         })
-        .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(io))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
+    }
+
+    /// Saves the whole optimizer state to `path`, atomically (see the module docs).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (tensors, metadata) = self.contents();
+        let tmp = temporary_path(path);
+        let written = safetensors::tensor::serialize_to_file(tensors, Some(metadata), &tmp)
+            .map_err(|e| match e {
+                safetensors::SafeTensorError::IoError(source) => io(source),
+                other => CheckpointError::Container {
+                    path: tmp.clone(),
+                    reason: other.to_string(),
+                },
+            })
+            .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(io))
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -258,7 +274,17 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             path: path.to_path_buf(),
             source,
         })?;
-        let state = self.decode(path, &bytes)?;
+        self.load_decoded(path, &bytes)
+    }
+
+    /// Loads a checkpoint from bytes ([`Optimizer::save_checkpoint_to_bytes`]); the same checks
+    /// as [`Optimizer::load_checkpoint`], and on any error nothing changes.
+    pub fn load_checkpoint_from_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.load_decoded(Path::new(MEMORY), bytes)
+    }
+
+    fn load_decoded(&mut self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let state = self.decode(path, bytes)?;
         for (p, (m, v)) in self.params.iter_mut().zip(state.buffers) {
             p.exp_avg.copy_from_slice(&m);
             p.exp_avg_sq.copy_from_slice(&v);

@@ -2,7 +2,9 @@
 //!
 //! - [`shared_dir`]: where the reference data lives (DESIGN section 3 environment variables).
 //! - [`golden`]: the official RecAdam trajectories and their replay through any update function.
+//! - [`fixtures`]: a small optimizer setup shared by tests, fuzz targets and their seed corpus.
 
+pub mod fixtures;
 pub mod golden;
 
 use std::path::{Path, PathBuf};

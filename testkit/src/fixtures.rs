@@ -1,0 +1,74 @@
+//! A small optimizer setup, the same everywhere it is used: the checkpoint fuzz target loads
+//! into it, and its seed corpus is made from it.
+
+use std::borrow::Cow;
+
+use recadam_core::{Annealing, RecAdamConfig};
+use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamMut, Selector};
+
+/// Parameter names and lengths of the small setup.
+pub const SMALL_SHAPES: [(&str, usize); 3] = [("enc.w", 40), ("enc.b", 7), ("head.w", 5)];
+
+/// θ* of the small setup.
+pub fn small_pretrained() -> Vec<Vec<f32>> {
+    SMALL_SHAPES
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, n))| {
+            (0..n)
+                .map(|i| ((i + 5 * k) as f32 * 0.9).sin() * 0.05)
+                .collect()
+        })
+        .collect()
+}
+
+/// The small setup's optimizer over `pretrained` (from [`small_pretrained`]).
+pub fn small_optimizer(pretrained: &[Vec<f32>]) -> Optimizer<'_, f32> {
+    let config = RecAdamConfig {
+        lr: 1e-3,
+        weight_decay: 0.01,
+        pretrain_cof: 100.0,
+        annealing: Annealing::Sigmoid { k: 0.5, t0: 3.0 },
+        ..RecAdamConfig::default()
+    };
+    let options = Options {
+        schedule: Box::new(LinearWarmupDecay {
+            warmup: 1,
+            total: 20,
+        }),
+        max_grad_norm: Some(1.0),
+        ..Options::new(config)
+    };
+    let mut opt = Optimizer::new(options).expect("valid options");
+    opt.add_group(Group::new("enc", Selector::Prefix("enc.".into())))
+        .expect("new group");
+    opt.add_group(Group::new("head", Selector::All).penalty(false))
+        .expect("new group");
+    for (k, &(name, n)) in SMALL_SHAPES.iter().enumerate() {
+        opt.register(name, n, Some(Cow::Borrowed(&pretrained[k])))
+            .expect("valid parameter");
+    }
+    opt
+}
+
+/// Runs `steps` steps of the small setup with deterministic gradients.
+pub fn small_train(opt: &mut Optimizer<'_, f32>, values: &mut [Vec<f32>], steps: u64) {
+    for t in 1..=steps {
+        let grads: Vec<Vec<f32>> = values
+            .iter()
+            .map(|v| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| x + ((i as f32) + t as f32).cos() * 0.1)
+                    .collect()
+            })
+            .collect();
+        let mut params: Vec<ParamMut<'_, f32>> = values
+            .iter_mut()
+            .zip(&grads)
+            .zip(SMALL_SHAPES)
+            .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
+            .collect();
+        opt.step(&mut params).expect("finite gradients");
+    }
+}
