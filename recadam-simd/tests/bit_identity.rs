@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use recadam_core::{update, Annealing, PenaltyMode, RecAdamConfig, Slices, StepScalars};
 use recadam_simd::{Backend, GradStats, Kernel, SimdElement, ACCUMULATORS};
+use recadam_testkit::same_bits;
 
 fn kernels() -> Vec<Kernel> {
     let kernels: Vec<Kernel> = Backend::available()
@@ -94,14 +95,6 @@ fn value() -> impl Strategy<Value = f64> {
         1 => prop_oneof![Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(f64::NAN)],
         1 => any::<u64>().prop_map(f64::from_bits),
     ]
-}
-
-fn same_bits<T: SimdElement>(a: &[T], b: &[T]) -> bool {
-    a.iter().zip(b).all(|(x, y)| {
-        let (x, y) = (x.widen_to_f64(), y.widen_to_f64());
-        // NaN payloads differ between instruction sets; a NaN must stay a NaN.
-        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
-    })
 }
 
 /// Runs one step on the reference and on every kernel, over the sub-slices starting at

@@ -9,16 +9,18 @@ use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamMut, Select
 /// Parameter names and lengths of the small setup.
 pub const SMALL_SHAPES: [(&str, usize); 3] = [("enc.w", 40), ("enc.b", 7), ("head.w", 5)];
 
+/// A deterministic value in [−0.5, 0.5) from integer hashing: exact on every machine and under
+/// Miri (which perturbs `sin` and `cos` on purpose).
+pub fn noise(i: usize) -> f32 {
+    ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / 16_777_216.0 - 0.5
+}
+
 /// θ* of the small setup.
 pub fn small_pretrained() -> Vec<Vec<f32>> {
     SMALL_SHAPES
         .iter()
         .enumerate()
-        .map(|(k, &(_, n))| {
-            (0..n)
-                .map(|i| ((i + 5 * k) as f32 * 0.9).sin() * 0.05)
-                .collect()
-        })
+        .map(|(k, &(_, n))| (0..n).map(|i| noise(i + 1000 * k) * 0.1).collect())
         .collect()
 }
 
@@ -37,6 +39,7 @@ pub fn small_optimizer(pretrained: &[Vec<f32>]) -> Optimizer<'_, f32> {
             total: 20,
         }),
         max_grad_norm: Some(1.0),
+        threads: 2, // the same bits as one thread; two exercise the splitting (under Miri too)
         ..Options::new(config)
     };
     let mut opt = Optimizer::new(options).expect("valid options");
@@ -51,24 +54,41 @@ pub fn small_optimizer(pretrained: &[Vec<f32>]) -> Optimizer<'_, f32> {
     opt
 }
 
-/// Runs `steps` steps of the small setup with deterministic gradients.
+/// Runs steps 1..=`steps` of the small setup with deterministic gradients.
 pub fn small_train(opt: &mut Optimizer<'_, f32>, values: &mut [Vec<f32>], steps: u64) {
-    for t in 1..=steps {
+    small_train_range(opt, values, 1..=steps);
+}
+
+/// Runs the steps in `range` of the small setup's gradient sequence (resuming mid-way).
+pub fn small_train_range(
+    opt: &mut Optimizer<'_, f32>,
+    values: &mut [Vec<f32>],
+    range: std::ops::RangeInclusive<u64>,
+) {
+    for t in range {
         let grads: Vec<Vec<f32>> = values
             .iter()
             .map(|v| {
                 v.iter()
                     .enumerate()
-                    .map(|(i, &x)| x + ((i as f32) + t as f32).cos() * 0.1)
+                    .map(|(i, &x)| x + noise(i + 7919 * t as usize) * 0.2)
                     .collect()
             })
             .collect();
-        let mut params: Vec<ParamMut<'_, f32>> = values
-            .iter_mut()
-            .zip(&grads)
-            .zip(SMALL_SHAPES)
-            .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
-            .collect();
-        opt.step(&mut params).expect("finite gradients");
+        opt.step(&mut small_params(values, &grads))
+            .expect("finite gradients");
     }
+}
+
+/// The small setup's parameters as a step takes them.
+pub fn small_params<'a>(
+    values: &'a mut [Vec<f32>],
+    grads: &'a [Vec<f32>],
+) -> Vec<ParamMut<'a, f32>> {
+    values
+        .iter_mut()
+        .zip(grads)
+        .zip(SMALL_SHAPES)
+        .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
+        .collect()
 }

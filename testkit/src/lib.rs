@@ -29,3 +29,13 @@ pub fn shared_dir(var: &str, default: &str) -> PathBuf {
         workspace_root().join(path)
     }
 }
+
+/// Whether two arrays hold the same bits, where a NaN may differ from another NaN only in its
+/// payload (which differs between instruction sets).
+pub fn same_bits<T: recadam_core::Element>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let (x, y) = (x.widen_to_f64(), y.widen_to_f64());
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        })
+}
