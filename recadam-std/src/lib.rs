@@ -9,6 +9,7 @@
 //!
 //! See [`Optimizer`] for an example.
 
+pub mod bert;
 mod checkpoint;
 mod error;
 mod group;

@@ -1,0 +1,17 @@
+//! A CPU BERT encoder (the mini-BERT of the trainer): configuration and weights from a Hugging
+//! Face model folder, its tokenizer, and the forward pass. Written in the style of llm.c: all
+//! parameters in one flat buffer with a layout, so that gradients can live in a buffer of the
+//! same layout and the optimizer can update named slices of both in place.
+
+mod config;
+mod error;
+mod forward;
+mod matmul;
+mod tokenize;
+mod weights;
+
+pub use config::BertConfig;
+pub use error::ModelError;
+pub use forward::{forward, ForwardOutput};
+pub use tokenize::{Batch, BertTokenizer};
+pub use weights::{BertWeights, LoadReport, ParamLayout};

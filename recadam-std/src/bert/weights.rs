@@ -1,0 +1,270 @@
+//! Every parameter of the encoder in one flat `f32` buffer, with a layout that names its slices.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors};
+
+use super::{BertConfig, ModelError};
+
+/// Names, shapes and offsets of the parameters in a flat buffer, in a fixed order: embeddings,
+/// then each layer, then the pooler. Names are Hugging Face's without the `bert.` prefix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamLayout {
+    entries: Vec<(String, Vec<usize>, usize)>,
+    index: HashMap<String, usize>,
+    len: usize,
+}
+
+impl ParamLayout {
+    /// The layout of a BERT encoder with pooler.
+    pub fn bert(c: &BertConfig) -> ParamLayout {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![
+            (
+                "embeddings.word_embeddings.weight".into(),
+                vec![c.vocab_size, h],
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                vec![c.max_position_embeddings, h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![c.type_vocab_size, h],
+            ),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ];
+        for l in 0..c.num_hidden_layers {
+            let p = |s: &str| format!("encoder.layer.{l}.{s}");
+            for (name, shape) in [
+                ("attention.self.query.weight", vec![h, h]),
+                ("attention.self.query.bias", vec![h]),
+                ("attention.self.key.weight", vec![h, h]),
+                ("attention.self.key.bias", vec![h]),
+                ("attention.self.value.weight", vec![h, h]),
+                ("attention.self.value.bias", vec![h]),
+                ("attention.output.dense.weight", vec![h, h]),
+                ("attention.output.dense.bias", vec![h]),
+                ("attention.output.LayerNorm.weight", vec![h]),
+                ("attention.output.LayerNorm.bias", vec![h]),
+                ("intermediate.dense.weight", vec![i, h]),
+                ("intermediate.dense.bias", vec![i]),
+                ("output.dense.weight", vec![h, i]),
+                ("output.dense.bias", vec![h]),
+                ("output.LayerNorm.weight", vec![h]),
+                ("output.LayerNorm.bias", vec![h]),
+            ] {
+                shapes.push((p(name), shape));
+            }
+        }
+        shapes.push(("pooler.dense.weight".into(), vec![h, h]));
+        shapes.push(("pooler.dense.bias".into(), vec![h]));
+        ParamLayout::from_shapes(shapes)
+    }
+
+    fn from_shapes(shapes: Vec<(String, Vec<usize>)>) -> ParamLayout {
+        let mut entries = Vec::with_capacity(shapes.len());
+        let mut index = HashMap::new();
+        let mut offset = 0;
+        for (name, shape) in shapes {
+            index.insert(name.clone(), entries.len());
+            let n: usize = shape.iter().product();
+            entries.push((name, shape, offset));
+            offset += n;
+        }
+        ParamLayout {
+            entries,
+            index,
+            len: offset,
+        }
+    }
+
+    /// Total number of parameters.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `(name, shape, offset)` of every parameter, in buffer order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &[usize], usize)> {
+        self.entries
+            .iter()
+            .map(|(n, s, o)| (n.as_str(), s.as_slice(), *o))
+    }
+
+    /// The element range of a parameter in the flat buffer.
+    pub fn range(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        let (_, shape, offset) = &self.entries[*self.index.get(name)?];
+        Some(*offset..offset + shape.iter().product::<usize>())
+    }
+}
+
+/// What loading found besides the parameters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadReport {
+    /// Known non-parameter buffers that were skipped (`embeddings.position_ids`).
+    pub buffers: Vec<String>,
+    /// Tensors this architecture does not use (a pretraining head, say): reported, not used.
+    pub unknown: Vec<String>,
+}
+
+/// The encoder's parameters in one flat buffer.
+#[derive(Clone, Debug)]
+pub struct BertWeights {
+    /// The shape.
+    pub config: BertConfig,
+    /// Where each parameter lives in `data`.
+    pub layout: ParamLayout,
+    /// Every parameter.
+    pub data: Vec<f32>,
+}
+
+/// Known buffers of Hugging Face BERT checkpoints that are not parameters.
+const BUFFERS: [&str; 2] = ["embeddings.position_ids", "embeddings.token_type_ids"];
+
+/// The canonical name of a checkpoint tensor: without `bert.`, with the old LayerNorm names
+/// (`gamma`, `beta`) mapped to `weight`, `bias`.
+fn canonical(name: &str) -> String {
+    let name = name.strip_prefix("bert.").unwrap_or(name);
+    name.replace("LayerNorm.gamma", "LayerNorm.weight")
+        .replace("LayerNorm.beta", "LayerNorm.bias")
+}
+
+impl BertWeights {
+    /// Reads a model folder: `config.json` and `model.safetensors`.
+    pub fn from_folder(dir: impl AsRef<Path>) -> Result<(BertWeights, LoadReport), ModelError> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_file(dir.join("config.json"))?;
+        Self::from_safetensors(config, dir.join("model.safetensors"))
+    }
+
+    /// Reads the parameters of `config` from a safetensors file.
+    pub fn from_safetensors(
+        config: BertConfig,
+        path: impl AsRef<Path>,
+    ) -> Result<(BertWeights, LoadReport), ModelError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Container {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        // Walk the architecture in order (so the first problem reported is always the same),
+        // looking each parameter up under its canonical name.
+        let mut by_canonical: HashMap<String, &str> = HashMap::new();
+        let mut report = LoadReport::default();
+        for name in file.names() {
+            let canon = canonical(name);
+            if BUFFERS.contains(&canon.as_str()) {
+                report.buffers.push(name.to_string());
+            } else {
+                by_canonical.insert(canon, name);
+            }
+        }
+        let layout = ParamLayout::bert(&config);
+        let mut data = vec![0.0f32; layout.len()];
+        for (canon, shape, offset) in layout.entries() {
+            let name = by_canonical
+                .remove(canon)
+                .ok_or_else(|| ModelError::MissingTensor {
+                    path: path.into(),
+                    name: canon.to_string(),
+                })?;
+            let view = file.tensor(name).map_err(|e| ModelError::Container {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+            if view.dtype() != Dtype::F32 || view.shape() != shape {
+                return Err(ModelError::BadTensor {
+                    path: path.into(),
+                    name: name.to_string(),
+                    found: format!("{:?} {:?}", view.dtype(), view.shape()),
+                    expected: format!("F32 {shape:?}"),
+                });
+            }
+            let n: usize = shape.iter().product();
+            bytemuck::cast_slice_mut::<f32, u8>(&mut data[offset..offset + n])
+                .copy_from_slice(view.data());
+        }
+        report.unknown = by_canonical.into_values().map(String::from).collect();
+        report.buffers.sort();
+        report.unknown.sort();
+        Ok((
+            BertWeights {
+                config,
+                layout,
+                data,
+            },
+            report,
+        ))
+    }
+
+    /// A random initialisation like Hugging Face's `_init_weights`: normal(0, 0.02) for
+    /// matrices and embeddings, 1 and 0 for LayerNorm, 0 for biases. Deterministic in `seed`.
+    pub fn random(config: BertConfig, seed: u64) -> BertWeights {
+        let layout = ParamLayout::bert(&config);
+        let mut data = vec![0.0f32; layout.len()];
+        let mut rng = Rng::new(seed);
+        for (name, shape, offset) in layout.entries() {
+            let slice = &mut data[offset..offset + shape.iter().product::<usize>()];
+            if name.ends_with("LayerNorm.weight") {
+                slice.fill(1.0);
+            } else if shape.len() == 2 {
+                slice
+                    .iter_mut()
+                    .for_each(|x| *x = rng.normal() as f32 * 0.02);
+            }
+        }
+        BertWeights {
+            config,
+            layout,
+            data,
+        }
+    }
+
+    /// The values of a parameter.
+    pub fn get(&self, name: &str) -> &[f32] {
+        &self.data[self
+            .layout
+            .range(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))]
+    }
+}
+
+/// A small seeded generator (SplitMix64 with Box-Muller): the same numbers on every machine.
+#[derive(Clone, Debug)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    pub(crate) fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal.
+    pub(crate) fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
