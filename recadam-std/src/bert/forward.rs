@@ -1,8 +1,42 @@
 //! The forward pass in evaluation mode (no dropout): embeddings, post-LayerNorm encoder layers
 //! with masked self-attention and an exact-GELU feed-forward layer, and the pooler.
 
-use super::matmul::{matmul_nn, matmul_nt};
+use super::matmul::{mm, View};
 use super::{Batch, BertWeights, ModelError};
+
+/// What a LayerNorm needs for its backward pass: the normalised input and 1/σ per row.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NormCache {
+    pub xhat: Vec<f32>,
+    pub rstd: Vec<f32>,
+}
+
+/// The activations of one encoder layer, kept for the backward pass.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LayerCache {
+    pub input: Vec<f32>,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Attention probabilities, `[batch, heads, seq, seq]`.
+    pub probs: Vec<f32>,
+    pub ctx: Vec<f32>,
+    pub norm1: NormCache,
+    /// After the first LayerNorm (input of the feed-forward block).
+    pub x1: Vec<f32>,
+    pub pre_gelu: Vec<f32>,
+    pub post_gelu: Vec<f32>,
+    pub norm2: NormCache,
+}
+
+/// Every activation the backward pass reads (llm.c keeps the same, in one buffer).
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    pub(crate) embedding_norm: NormCache,
+    pub(crate) layers: Vec<LayerCache>,
+    /// The pooler's input: each sequence's first token after the last layer.
+    pub(crate) cls: Vec<f32>,
+}
 
 /// The activations the references check.
 #[derive(Clone, Debug)]
@@ -59,30 +93,52 @@ fn check(w: &BertWeights, b: &Batch) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// `x ← LayerNorm(x)` per row of width `h` (statistics in f64).
-fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f64) {
+/// `x ← LayerNorm(x)` per row of width `h` (statistics in f64); keeps x̂ and 1/σ.
+fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f64) -> NormCache {
     let h = gamma.len();
-    for row in x.chunks_exact_mut(h) {
+    let mut cache = NormCache {
+        xhat: vec![0.0; x.len()],
+        rstd: Vec::with_capacity(x.len() / h),
+    };
+    for (row, xhat) in x.chunks_exact_mut(h).zip(cache.xhat.chunks_exact_mut(h)) {
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
         let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
         let inv = 1.0 / (var + eps).sqrt();
+        cache.rstd.push(inv as f32);
         for (j, v) in row.iter_mut().enumerate() {
-            *v = ((*v as f64 - mean) * inv) as f32 * gamma[j] + beta[j];
+            xhat[j] = ((*v as f64 - mean) * inv) as f32;
+            *v = xhat[j] * gamma[j] + beta[j];
         }
     }
+    cache
 }
 
 /// `out[rows×n] = x[rows×k]·Wᵀ + b` for a Linear weight `W[n×k]`.
-fn linear(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], rows: usize, threads: usize) {
+pub(crate) fn linear(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    rows: usize,
+    threads: usize,
+) {
     let (n, k) = (b.len(), w.len() / b.len());
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(b);
     }
-    matmul_nt(out, n, x, k, w, k, (rows, n, k), true, threads);
+    mm(
+        out,
+        n,
+        View::rows(x, k),
+        View::transposed(w, k),
+        (rows, n, k),
+        true,
+        threads,
+    );
 }
 
 /// The exact GELU, `0.5·x·(1 + erf(x/√2))`.
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
@@ -92,6 +148,15 @@ pub fn forward(
     batch: &Batch,
     threads: usize,
 ) -> Result<ForwardOutput, ModelError> {
+    forward_cached(w, batch, threads).map(|(out, _)| out)
+}
+
+/// The forward pass that also keeps what [`super::backward`] needs.
+pub fn forward_cached(
+    w: &BertWeights,
+    batch: &Batch,
+    threads: usize,
+) -> Result<(ForwardOutput, Cache), ModelError> {
     check(w, batch)?;
     let c = &w.config;
     let (bsz, seq, h) = (batch.batch, batch.seq, c.hidden_size);
@@ -116,7 +181,7 @@ pub fn forward(
             row[j] = word[id * h + j] + pos[l * h + j] + typ[t * h + j];
         }
     }
-    layer_norm(
+    let embedding_norm = layer_norm(
         &mut x,
         p("embeddings.LayerNorm.weight"),
         p("embeddings.LayerNorm.bias"),
@@ -131,59 +196,41 @@ pub fn forward(
         .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
         .collect();
     let scale = 1.0 / (d as f32).sqrt();
-    let (mut q, mut k, mut v) = (
-        vec![0.0f32; rows * h],
-        vec![0.0f32; rows * h],
-        vec![0.0f32; rows * h],
-    );
-    let mut ctx = vec![0.0f32; rows * h];
-    let mut attn = vec![0.0f32; rows * h];
-    let mut inter = vec![0.0f32; rows * c.intermediate_size];
-    let mut ffn = vec![0.0f32; rows * h];
-    let mut scores = vec![0.0f32; seq * seq];
+    let mut layers = Vec::with_capacity(c.num_hidden_layers);
     let mut layer_outputs = Vec::with_capacity(c.num_hidden_layers);
     for l in 0..c.num_hidden_layers {
         let lp = |s: &str| p(&format!("encoder.layer.{l}.{s}"));
-        linear(
-            &mut q,
-            &x,
-            lp("attention.self.query.weight"),
-            lp("attention.self.query.bias"),
-            rows,
-            threads,
-        );
-        linear(
-            &mut k,
-            &x,
-            lp("attention.self.key.weight"),
-            lp("attention.self.key.bias"),
-            rows,
-            threads,
-        );
-        linear(
-            &mut v,
-            &x,
-            lp("attention.self.value.weight"),
-            lp("attention.self.value.bias"),
-            rows,
-            threads,
-        );
+        let mut lc = LayerCache {
+            q: vec![0.0; rows * h],
+            k: vec![0.0; rows * h],
+            v: vec![0.0; rows * h],
+            probs: vec![0.0; bsz * heads * seq * seq],
+            ctx: vec![0.0; rows * h],
+            ..LayerCache::default()
+        };
+        for (out, name) in [
+            (&mut lc.q, "query"),
+            (&mut lc.k, "key"),
+            (&mut lc.v, "value"),
+        ] {
+            let weight = lp(&format!("attention.self.{name}.weight"));
+            linear(
+                out,
+                &x,
+                weight,
+                lp(&format!("attention.self.{name}.bias")),
+                rows,
+                threads,
+            );
+        }
         for b in 0..bsz {
-            let base = b * seq * h;
             for hd in 0..heads {
-                let off = base + hd * d;
+                let off = b * seq * h + hd * d;
+                let scores = &mut lc.probs[(b * heads + hd) * seq * seq..][..seq * seq];
                 // scores = Q_bh · K_bhᵀ (rows of Q and K are `h` apart).
-                matmul_nt(
-                    &mut scores,
-                    seq,
-                    &q[off..],
-                    h,
-                    &k[off..],
-                    h,
-                    (seq, seq, d),
-                    false,
-                    1,
-                );
+                let q_bh = View::rows(&lc.q[off..], h);
+                let kt_bh = View::transposed(&lc.k[off..], h);
+                mm(scores, seq, q_bh, kt_bh, (seq, seq, d), false, 1);
                 for row in scores.chunks_exact_mut(seq) {
                     for (j, s) in row.iter_mut().enumerate() {
                         *s = *s * scale + mask_add[b * seq + j];
@@ -197,59 +244,40 @@ pub fn forward(
                     row.iter_mut().for_each(|s| *s /= sum);
                 }
                 // ctx_bh = P · V_bh.
-                matmul_nn(
-                    &mut ctx[off..],
-                    h,
-                    &scores,
-                    seq,
-                    &v[off..],
-                    h,
-                    (seq, d, seq),
-                    1,
-                );
+                let p_bh = View::rows(scores, seq);
+                let v_bh = View::rows(&lc.v[off..], h);
+                mm(&mut lc.ctx[off..], h, p_bh, v_bh, (seq, d, seq), false, 1);
             }
         }
-        linear(
-            &mut attn,
-            &ctx,
+        let mut attn = vec![0.0f32; rows * h];
+        let (wo, bo) = (
             lp("attention.output.dense.weight"),
             lp("attention.output.dense.bias"),
-            rows,
-            threads,
         );
+        linear(&mut attn, &lc.ctx, wo, bo, rows, threads);
         attn.iter_mut().zip(&x).for_each(|(a, r)| *a += r);
-        layer_norm(
-            &mut attn,
+        let (g1, b1) = (
             lp("attention.output.LayerNorm.weight"),
             lp("attention.output.LayerNorm.bias"),
-            c.layer_norm_eps,
         );
-        linear(
-            &mut inter,
-            &attn,
+        lc.norm1 = layer_norm(&mut attn, g1, b1, c.layer_norm_eps);
+        lc.pre_gelu = vec![0.0; rows * c.intermediate_size];
+        let (wi, bi) = (
             lp("intermediate.dense.weight"),
             lp("intermediate.dense.bias"),
-            rows,
-            threads,
         );
-        inter.iter_mut().for_each(|z| *z = gelu(*z));
-        linear(
-            &mut ffn,
-            &inter,
-            lp("output.dense.weight"),
-            lp("output.dense.bias"),
-            rows,
-            threads,
-        );
+        linear(&mut lc.pre_gelu, &attn, wi, bi, rows, threads);
+        lc.post_gelu = lc.pre_gelu.iter().map(|&z| gelu(z)).collect();
+        let mut ffn = vec![0.0f32; rows * h];
+        let (w2, b2) = (lp("output.dense.weight"), lp("output.dense.bias"));
+        linear(&mut ffn, &lc.post_gelu, w2, b2, rows, threads);
         ffn.iter_mut().zip(&attn).for_each(|(a, r)| *a += r);
-        layer_norm(
-            &mut ffn,
-            lp("output.LayerNorm.weight"),
-            lp("output.LayerNorm.bias"),
-            c.layer_norm_eps,
-        );
-        std::mem::swap(&mut x, &mut ffn);
+        let (g2, bt2) = (lp("output.LayerNorm.weight"), lp("output.LayerNorm.bias"));
+        lc.norm2 = layer_norm(&mut ffn, g2, bt2, c.layer_norm_eps);
+        lc.x1 = attn;
+        lc.input = std::mem::replace(&mut x, ffn);
         layer_outputs.push(x.clone());
+        layers.push(lc);
     }
 
     // Pooler: tanh of a dense layer on each sequence's first ([CLS]) token.
@@ -257,18 +285,18 @@ pub fn forward(
         .flat_map(|b| x[b * seq * h..b * seq * h + h].to_vec())
         .collect();
     let mut pooler_output = vec![0.0f32; bsz * h];
-    linear(
-        &mut pooler_output,
-        &cls,
-        p("pooler.dense.weight"),
-        p("pooler.dense.bias"),
-        bsz,
-        threads,
-    );
+    let (wp, bp) = (p("pooler.dense.weight"), p("pooler.dense.bias"));
+    linear(&mut pooler_output, &cls, wp, bp, bsz, threads);
     pooler_output.iter_mut().for_each(|z| *z = z.tanh());
-    Ok(ForwardOutput {
+    let cache = Cache {
+        embedding_norm,
+        layers,
+        cls,
+    };
+    let out = ForwardOutput {
         embedding_output,
         layer_outputs,
         pooler_output,
-    })
+    };
+    Ok((out, cache))
 }

@@ -1,15 +1,46 @@
 //! Matrix products through the `gemm` crate (runtime-dispatched AVX-512/AVX2/NEON kernels).
+//!
+//! Every product in the model is one call of [`mm`] on strided views: a matrix is a slice with
+//! a row stride and a column stride, so transposes and attention heads (rows `hidden` apart)
+//! need no copies.
 
-/// `out[m×n] (+)= a[m×k] · bᵀ` for row-major `a` and `b[n×k]` (a Linear weight `[out, in]`),
-/// with row strides `lda`, `ldb`, `ldo`. Accumulates into `out` when `accumulate`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_nt(
+/// A read-only strided matrix view: element (i, j) is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// Row-major with row stride `ld`.
+    pub fn rows(data: &'a [f32], ld: usize) -> View<'a> {
+        View {
+            data,
+            rs: ld,
+            cs: 1,
+        }
+    }
+    /// The transpose of a row-major matrix with row stride `ld`.
+    pub fn transposed(data: &'a [f32], ld: usize) -> View<'a> {
+        View {
+            data,
+            rs: 1,
+            cs: ld,
+        }
+    }
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `out[m×n] (+)= a[m×k] · b[k×n]`, `out` row-major with row stride `ldo`; accumulates when
+/// `accumulate`, overwrites otherwise.
+pub(crate) fn mm(
     out: &mut [f32],
     ldo: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
+    a: View<'_>,
+    b: View<'_>,
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
     threads: usize,
@@ -17,16 +48,21 @@ pub(crate) fn matmul_nt(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(out.len() >= (m - 1) * ldo + n, "out too short");
-    assert!(k == 0 || a.len() >= (m - 1) * lda + k, "a too short");
-    assert!(k == 0 || b.len() >= (n - 1) * ldb + k, "b too short");
+    if k == 0 {
+        if !accumulate {
+            out.chunks_mut(ldo).take(m).for_each(|r| r[..n].fill(0.0));
+        }
+        return;
+    }
+    assert!(out.len() >= (m - 1) * ldo + n, "output too short");
+    assert!(a.fits(m, k) && b.fits(k, n), "operand too short");
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every element gemm touches inside the slices: dst
-    // (i, j) at i·ldo + j, lhs (i, l) at i·lda + l, rhs (l, j) = b[j·ldb + l].
+    // SAFETY: the asserts keep every element gemm reads or writes inside the slices: dst (i, j)
+    // at i·ldo + j, lhs (i, l) at i·a.rs + l·a.cs, rhs (l, j) at l·b.rs + j·b.cs.
     unsafe {
         gemm::gemm(
             m,
@@ -36,61 +72,12 @@ pub(crate) fn matmul_nt(
             1,
             ldo as isize,
             accumulate,
-            a.as_ptr(),
-            1,
-            lda as isize,
-            b.as_ptr(),
-            ldb as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
-
-/// `out[m×n] = a[m×k] · b[k×n]` for row-major `a`, `b` with row strides `lda`, `ldb`, `ldo`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_nn(
-    out: &mut [f32],
-    ldo: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    (m, n, k): (usize, usize, usize),
-    threads: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(out.len() >= (m - 1) * ldo + n, "out too short");
-    assert!(k == 0 || a.len() >= (m - 1) * lda + k, "a too short");
-    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "b too short");
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: as for matmul_nt, with rhs (l, j) = b[l·ldb + j].
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            ldo as isize,
-            false,
-            a.as_ptr(),
-            1,
-            lda as isize,
-            b.as_ptr(),
-            1,
-            ldb as isize,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
             1.0,
             1.0,
             false,

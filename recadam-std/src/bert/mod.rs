@@ -3,15 +3,19 @@
 //! parameters in one flat buffer with a layout, so that gradients can live in a buffer of the
 //! same layout and the optimizer can update named slices of both in place.
 
+mod backward;
 mod config;
 mod error;
 mod forward;
+mod heads;
 mod matmul;
 mod tokenize;
 mod weights;
 
+pub use backward::backward;
 pub use config::BertConfig;
 pub use error::ModelError;
-pub use forward::{forward, ForwardOutput};
+pub use forward::{forward, forward_cached, Cache, ForwardOutput};
+pub use heads::{Head, HeadOutput, Targets};
 pub use tokenize::{Batch, BertTokenizer};
 pub use weights::{BertWeights, LoadReport, ParamLayout};

@@ -1,0 +1,119 @@
+//! Task heads on the pooler output: classification (softmax cross-entropy) and regression
+//! (mean squared error), each with its loss and gradients, as `BertForSequenceClassification`.
+
+/// What a batch is trained to predict.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// Class indices, for a classification head.
+    Labels(Vec<usize>),
+    /// Real values, for a regression head (one output).
+    Values(Vec<f32>),
+}
+
+/// A head: `logits = pooled · Wᵀ + b`, W `[outputs, hidden]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Head {
+    /// `[outputs, hidden]`.
+    pub weight: Vec<f32>,
+    /// `[outputs]`.
+    pub bias: Vec<f32>,
+}
+
+/// The head's output, loss, and gradients.
+#[derive(Clone, Debug)]
+pub struct HeadOutput {
+    /// `[batch, outputs]`.
+    pub logits: Vec<f32>,
+    /// The batch-mean loss.
+    pub loss: f32,
+    /// d loss / d pooled, `[batch, hidden]`.
+    pub d_pooled: Vec<f32>,
+    /// d loss / d W.
+    pub d_weight: Vec<f32>,
+    /// d loss / d b.
+    pub d_bias: Vec<f32>,
+}
+
+impl Head {
+    /// A head with `outputs` outputs, weights normal(0, 0.02) from `seed`, zero bias.
+    pub fn new(outputs: usize, hidden: usize, seed: u64) -> Head {
+        let mut rng = super::weights::Rng::new(seed);
+        Head {
+            weight: (0..outputs * hidden)
+                .map(|_| rng.normal() as f32 * 0.02)
+                .collect(),
+            bias: vec![0.0; outputs],
+        }
+    }
+
+    /// Logits only (evaluation).
+    pub fn logits(&self, pooled: &[f32]) -> Vec<f32> {
+        let outputs = self.bias.len();
+        let hidden = self.weight.len() / outputs;
+        pooled
+            .chunks_exact(hidden)
+            .flat_map(|x| {
+                (0..outputs).map(move |o| {
+                    self.bias[o]
+                        + x.iter()
+                            .zip(&self.weight[o * hidden..])
+                            .map(|(a, w)| a * w)
+                            .sum::<f32>()
+                })
+            })
+            .collect()
+    }
+
+    /// Logits, batch-mean loss and gradients for `targets`.
+    pub fn loss(&self, pooled: &[f32], targets: &Targets) -> HeadOutput {
+        let outputs = self.bias.len();
+        let hidden = self.weight.len() / outputs;
+        let batch = pooled.len() / hidden;
+        let logits = self.logits(pooled);
+        let mut d_logits = vec![0.0f32; logits.len()];
+        let mut loss = 0.0f64;
+        match targets {
+            Targets::Labels(labels) => {
+                for (b, row) in logits.chunks_exact(outputs).enumerate() {
+                    let max = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x)) as f64;
+                    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+                    let log_z = max + sum.ln();
+                    loss += log_z - row[labels[b]] as f64;
+                    for o in 0..outputs {
+                        let p = ((row[o] as f64 - log_z).exp()) as f32;
+                        d_logits[b * outputs + o] = (p - f32::from(o == labels[b])) / batch as f32;
+                    }
+                }
+            }
+            Targets::Values(values) => {
+                for (b, row) in logits.chunks_exact(outputs).enumerate() {
+                    let diff = row[0] - values[b];
+                    loss += (diff as f64).powi(2);
+                    d_logits[b * outputs] = 2.0 * diff / batch as f32;
+                }
+            }
+        }
+        let mut d_pooled = vec![0.0f32; pooled.len()];
+        let mut d_weight = vec![0.0f32; self.weight.len()];
+        let mut d_bias = vec![0.0f32; outputs];
+        for b in 0..batch {
+            let x = &pooled[b * hidden..(b + 1) * hidden];
+            for o in 0..outputs {
+                let g = d_logits[b * outputs + o];
+                d_bias[o] += g;
+                let w = &self.weight[o * hidden..(o + 1) * hidden];
+                for j in 0..hidden {
+                    d_weight[o * hidden + j] += g * x[j];
+                    d_pooled[b * hidden + j] += g * w[j];
+                }
+            }
+        }
+        HeadOutput {
+            logits,
+            loss: (loss / batch as f64) as f32,
+            d_pooled,
+            d_weight,
+            d_bias,
+        }
+    }
+}
