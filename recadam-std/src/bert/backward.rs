@@ -2,6 +2,7 @@
 //! parameter, accumulated into a flat gradient buffer with the weights' layout.
 
 use super::forward::{Cache, NormCache};
+use super::math::gelu_grad;
 use super::matmul::{mm, View};
 use super::{Batch, BertWeights};
 
@@ -20,13 +21,6 @@ fn disjoint_mut<'a>(buf: &'a mut [f32], ranges: &[std::ops::Range<usize>]) -> Ve
         consumed = r.end;
     }
     out
-}
-
-/// d/dx of the exact GELU: `Φ(x) + x·φ(x)`.
-fn gelu_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-    let pdf = (-0.5 * x * x).exp() * 0.398_942_3; // 1/√(2π)
-    cdf + x * pdf
 }
 
 /// LayerNorm backward: from dy (per row of width h) to dx, accumulating dγ and dβ.

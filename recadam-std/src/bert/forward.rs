@@ -1,6 +1,7 @@
 //! The forward pass in evaluation mode (no dropout): embeddings, post-LayerNorm encoder layers
 //! with masked self-attention and an exact-GELU feed-forward layer, and the pooler.
 
+use super::math::gelu;
 use super::matmul::{mm, View};
 use super::{Batch, BertWeights, ModelError};
 
@@ -135,11 +136,6 @@ pub(crate) fn linear(
         true,
         threads,
     );
-}
-
-/// The exact GELU, `0.5·x·(1 + erf(x/√2))`.
-pub(crate) fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// Runs the encoder over `batch` on `threads` threads.

@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod forward;
 mod heads;
+mod math;
 mod matmul;
 mod tokenize;
 mod weights;

@@ -98,6 +98,19 @@ impl ParamLayout {
             .map(|(n, s, o)| (n.as_str(), s.as_slice(), *o))
     }
 
+    /// The named slices of a flat buffer of this layout, in layout order (to hand parameters
+    /// and gradients to the optimizer without copies).
+    pub fn split_mut<'a>(&self, mut data: &'a mut [f32]) -> Vec<(&str, &'a mut [f32])> {
+        assert_eq!(data.len(), self.len, "buffer of another layout");
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (name, shape, _) in &self.entries {
+            let (head, tail) = std::mem::take(&mut data).split_at_mut(shape.iter().product());
+            out.push((name.as_str(), head));
+            data = tail;
+        }
+        out
+    }
+
     /// The element range of a parameter in the flat buffer.
     pub fn range(&self, name: &str) -> Option<std::ops::Range<usize>> {
         let (_, shape, offset) = &self.entries[*self.index.get(name)?];

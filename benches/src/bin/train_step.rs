@@ -1,0 +1,208 @@
+//! One training step of the mini-BERT on a real model: forward, loss (classification head),
+//! backward, and a RecAdam step over every parameter, for batch 16 × 128 and 32 × 64, at 1 and
+//! 2 threads. Tokens per second, the optimizer's share of the step, and peak resident memory.
+//!
+//!     cargo run --release -p benches --bin train_step -- --model DIR [--json]
+//!
+//! Each configuration runs in a child process of its own, so its peak memory is its own.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use recadam_core::{Annealing, RecAdamConfig};
+use recadam_std::bert::{backward, forward_cached, Batch, BertWeights, Head, Targets};
+use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamMut, Selector};
+use serde_json::json;
+
+const CONFIGS: [(usize, usize); 2] = [(16, 128), (32, 64)];
+const STEPS: usize = 3;
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Runs one configuration and prints its result line.
+fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
+    let (mut weights, _) = BertWeights::from_folder(model).expect("model folder");
+    let pretrained = weights.data.clone();
+    let h = weights.config.hidden_size;
+    let mut head = Head::new(2, h, 0);
+    let vocab = weights.config.vocab_size as u64;
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % (vocab - 2000) + 1000
+    };
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|i| {
+            if i % seq == 0 {
+                101
+            } else if i % seq == seq - 1 {
+                102
+            } else {
+                next() as u32
+            }
+        })
+        .collect();
+    let data = Batch {
+        batch,
+        seq,
+        input_ids: ids,
+        token_type_ids: (0..batch * seq)
+            .map(|i| u32::from(i % seq >= seq / 2))
+            .collect(),
+        attention_mask: vec![1; batch * seq],
+    };
+    let targets = Targets::Labels((0..batch).map(|b| b % 2).collect());
+    let config = RecAdamConfig {
+        lr: 5e-5,
+        weight_decay: 0.01,
+        annealing: Annealing::Sigmoid { k: 0.1, t0: 150.0 },
+        ..RecAdamConfig::default()
+    };
+    let mut opt = Optimizer::new(Options {
+        schedule: Box::new(LinearWarmupDecay {
+            warmup: 1,
+            total: 100,
+        }),
+        max_grad_norm: Some(1.0),
+        threads,
+        ..Options::new(config)
+    })
+    .expect("valid options");
+    let no_decay = || Selector::ContainsAny(vec!["bias".into(), "LayerNorm.weight".into()]);
+    let head_sel = || Selector::Prefix("classifier.".into());
+    let not = |s: Selector| Selector::Not(Box::new(s));
+    opt.add_group(Group::new("head", head_sel()).penalty(false))
+        .unwrap();
+    opt.add_group(Group::new("encoder_no_decay", no_decay()).weight_decay(false))
+        .unwrap();
+    opt.add_group(Group::new("encoder", not(no_decay())))
+        .unwrap();
+    for (name, _, offset) in weights.layout.entries() {
+        let n = weights.layout.range(name).unwrap().len();
+        opt.register(
+            name,
+            n,
+            Some(Cow::Borrowed(&pretrained[offset..offset + n])),
+        )
+        .unwrap();
+    }
+    opt.register("classifier.weight", head.weight.len(), None)
+        .unwrap();
+    opt.register("classifier.bias", head.bias.len(), None)
+        .unwrap();
+
+    let mut grads = vec![0.0f32; weights.layout.len()];
+    let (mut total, mut in_optimizer) = (0.0f64, 0.0f64);
+    for step in 0..=STEPS {
+        let start = Instant::now();
+        let (out, cache) = forward_cached(&weights, &data, threads).expect("valid batch");
+        let head_out = head.loss(&out.pooler_output, &targets);
+        grads.fill(0.0);
+        backward(
+            &weights,
+            &data,
+            &cache,
+            &head_out.d_pooled,
+            &mut grads,
+            threads,
+        );
+        drop(cache);
+        let opt_start = Instant::now();
+        let layout = weights.layout.clone();
+        let mut params: Vec<ParamMut<'_, f32>> = layout
+            .split_mut(&mut weights.data)
+            .into_iter()
+            .zip(layout.split_mut(&mut grads))
+            .map(|((name, value), (_, grad))| ParamMut { name, value, grad })
+            .collect();
+        params.push(ParamMut {
+            name: "classifier.weight",
+            value: &mut head.weight,
+            grad: &head_out.d_weight,
+        });
+        params.push(ParamMut {
+            name: "classifier.bias",
+            value: &mut head.bias,
+            grad: &head_out.d_bias,
+        });
+        opt.step(&mut params).expect("finite gradients");
+        if step > 0 {
+            // step 0 warms caches and the thread pool
+            in_optimizer += opt_start.elapsed().as_secs_f64();
+            total += start.elapsed().as_secs_f64();
+        }
+    }
+    let tokens_per_s = (batch * seq * STEPS) as f64 / total;
+    let share = in_optimizer / total;
+    let rss = peak_rss_mb();
+    if json_out {
+        println!(
+            "{}",
+            json!({"batch": batch, "seq": seq, "threads": threads, "tokens_per_s": tokens_per_s,
+                   "optimizer_share": share, "peak_rss_mb": rss, "step_s": total / STEPS as f64})
+        );
+    } else {
+        println!(
+            "batch {batch:>2} × {seq:>3}, {threads} thread(s): {tokens_per_s:>7.0} tokens/s, {:.3} s/step, optimizer {:.1}%, peak RSS {rss:.0} MB",
+            total / STEPS as f64,
+            share * 100.0
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let json_out = args.iter().any(|a| a == "--json");
+    let Some(model) = value("--model") else {
+        eprintln!("usage: train_step --model DIR [--json]   (DIR from scripts/fetch-minilm.sh)");
+        std::process::exit(2);
+    };
+    if let (Some(b), Some(s), Some(t)) = (value("--batch"), value("--seq"), value("--threads")) {
+        run(
+            &model,
+            b.parse().unwrap(),
+            s.parse().unwrap(),
+            t.parse().unwrap(),
+            json_out,
+        );
+        return;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    for (batch, seq) in CONFIGS {
+        for threads in [1, 2] {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args([
+                "--model",
+                &model,
+                "--batch",
+                &batch.to_string(),
+                "--seq",
+                &seq.to_string(),
+                "--threads",
+                &threads.to_string(),
+            ]);
+            if json_out {
+                cmd.arg("--json");
+            }
+            let status = cmd.status().expect("run a configuration");
+            if !status.success() {
+                std::process::exit(status.code().unwrap_or(1));
+            }
+        }
+    }
+}
