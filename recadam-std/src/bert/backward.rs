@@ -279,18 +279,26 @@ pub fn backward(
             vec![0.0f32; rows * h],
             vec![0.0f32; rows * h],
         );
-        let mut ds = vec![0.0f32; seq * seq];
-        for b in 0..bsz {
+        // One sequence per task: it owns its rows of dq, dk, dv.
+        let attend_back = |b: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]| {
+            let mut ds = vec![0.0f32; seq * seq];
+            let rows_b = b * seq * h..(b + 1) * seq * h;
+            let (q, k, v) = (
+                &lc.q[rows_b.clone()],
+                &lc.k[rows_b.clone()],
+                &lc.v[rows_b.clone()],
+            );
+            let d_ctx_b = &d_ctx[rows_b];
             for hd in 0..heads {
-                let off = b * seq * h + hd * d;
+                let off = hd * d;
                 let p = &lc.probs[(b * heads + hd) * seq * seq..][..seq * seq];
-                let dc = View::rows(&d_ctx[off..], h);
+                let dc = View::rows(&d_ctx_b[off..], h);
                 // dP = dC · Vᵀ ; dV = Pᵀ · dC
                 mm(
                     &mut ds,
                     seq,
                     dc,
-                    View::transposed(&lc.v[off..], h),
+                    View::transposed(&v[off..], h),
                     (seq, seq, d),
                     false,
                     1,
@@ -313,25 +321,41 @@ pub fn backward(
                         .for_each(|(g, p)| *g = p * (*g - dot) * scale);
                 }
                 // dQ = dS · K ; dK = dSᵀ · Q
+                let ds_v = View::rows(&ds, seq);
                 mm(
                     &mut dq[off..],
                     h,
-                    View::rows(&ds, seq),
-                    View::rows(&lc.k[off..], h),
+                    ds_v,
+                    View::rows(&k[off..], h),
                     (seq, d, seq),
                     false,
                     1,
                 );
+                let ds_t = View::transposed(&ds, seq);
                 mm(
                     &mut dk[off..],
                     h,
-                    View::transposed(&ds, seq),
-                    View::rows(&lc.q[off..], h),
+                    ds_t,
+                    View::rows(&q[off..], h),
                     (seq, d, seq),
                     false,
                     1,
                 );
             }
+        };
+        let tasks = dq
+            .chunks_mut(seq * h)
+            .zip(dk.chunks_mut(seq * h))
+            .zip(dv.chunks_mut(seq * h))
+            .enumerate();
+        if threads > 1 {
+            use rayon::prelude::*;
+            let tasks: Vec<_> = tasks.collect();
+            tasks
+                .into_par_iter()
+                .for_each(|(b, ((q, k), v))| attend_back(b, q, k, v));
+        } else {
+            tasks.for_each(|(b, ((q, k), v))| attend_back(b, q, k, v));
         }
         for (dy, which) in [(&dq, "query"), (&dk, "key"), (&dv, "value")] {
             let [dw, db] = views(

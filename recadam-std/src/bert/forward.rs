@@ -219,14 +219,28 @@ pub fn forward_cached(
                 threads,
             );
         }
-        for b in 0..bsz {
+        // Attention, one sequence per task: a sequence owns its rows of q, k, v, ctx and its
+        // block of probabilities.
+        let attend = |b: usize, probs: &mut [f32], ctx: &mut [f32]| {
+            let (q, k, v) = (
+                &lc.q[b * seq * h..],
+                &lc.k[b * seq * h..],
+                &lc.v[b * seq * h..],
+            );
             for hd in 0..heads {
-                let off = b * seq * h + hd * d;
-                let scores = &mut lc.probs[(b * heads + hd) * seq * seq..][..seq * seq];
+                let off = hd * d;
+                let scores = &mut probs[hd * seq * seq..][..seq * seq];
                 // scores = Q_bh · K_bhᵀ (rows of Q and K are `h` apart).
-                let q_bh = View::rows(&lc.q[off..], h);
-                let kt_bh = View::transposed(&lc.k[off..], h);
-                mm(scores, seq, q_bh, kt_bh, (seq, seq, d), false, 1);
+                let kt = View::transposed(&k[off..], h);
+                mm(
+                    scores,
+                    seq,
+                    View::rows(&q[off..], h),
+                    kt,
+                    (seq, seq, d),
+                    false,
+                    1,
+                );
                 for row in scores.chunks_exact_mut(seq) {
                     for (j, s) in row.iter_mut().enumerate() {
                         *s = *s * scale + mask_add[b * seq + j];
@@ -241,10 +255,34 @@ pub fn forward_cached(
                 }
                 // ctx_bh = P · V_bh.
                 let p_bh = View::rows(scores, seq);
-                let v_bh = View::rows(&lc.v[off..], h);
-                mm(&mut lc.ctx[off..], h, p_bh, v_bh, (seq, d, seq), false, 1);
+                mm(
+                    &mut ctx[off..],
+                    h,
+                    p_bh,
+                    View::rows(&v[off..], h),
+                    (seq, d, seq),
+                    false,
+                    1,
+                );
             }
+        };
+        let mut probs = std::mem::take(&mut lc.probs);
+        let mut ctx = std::mem::take(&mut lc.ctx);
+        let tasks = probs
+            .chunks_mut(heads * seq * seq)
+            .zip(ctx.chunks_mut(seq * h))
+            .enumerate();
+        if threads > 1 {
+            use rayon::prelude::*;
+            let tasks: Vec<_> = tasks.collect();
+            tasks
+                .into_par_iter()
+                .for_each(|(b, (p, c))| attend(b, p, c));
+        } else {
+            tasks.for_each(|(b, (p, c))| attend(b, p, c));
         }
+        lc.probs = probs;
+        lc.ctx = ctx;
         let mut attn = vec![0.0f32; rows * h];
         let (wo, bo) = (
             lp("attention.output.dense.weight"),
