@@ -1,7 +1,10 @@
 //! Finite differences on a tiny random BERT: for every parameter tensor (and the head), the
 //! analytic gradient of its largest entries equals the central difference of the loss.
 
-use recadam_std::bert::{backward, forward_cached, Batch, BertConfig, BertWeights, Head, Targets};
+use recadam_std::bert::{
+    backward, forward, forward_cached, forward_train, Batch, BertConfig, BertWeights, Cache,
+    ForwardOutput, Head, Targets,
+};
 
 fn tiny() -> BertConfig {
     BertConfig {
@@ -39,13 +42,58 @@ fn batch() -> Batch {
 const SCALE: f32 = 3.0;
 const EPS: f32 = 2e-3;
 
-fn loss(w: &BertWeights, head: &Head, targets: &Targets) -> f64 {
-    let (out, _) = forward_cached(w, &batch(), 1).unwrap();
-    head.loss(&out.pooler_output, targets).loss as f64
+type Forward = fn(&BertWeights) -> (ForwardOutput, Cache);
+
+fn eval_mode(w: &BertWeights) -> (ForwardOutput, Cache) {
+    forward_cached(w, &batch(), 1).unwrap()
+}
+
+/// Training mode with fixed masks: a deterministic function of the weights.
+fn train_mode(w: &BertWeights) -> (ForwardOutput, Cache) {
+    forward_train(w, &batch(), 1, 42).unwrap()
 }
 
 #[test]
 fn gradients_equal_finite_differences_for_every_parameter_kind() {
+    check_gradients(eval_mode);
+}
+
+#[test]
+fn gradients_through_dropout_equal_finite_differences() {
+    check_gradients(train_mode);
+}
+
+#[test]
+fn dropout_is_off_in_evaluation_and_with_zero_probabilities() {
+    let w = BertWeights::random(tiny(), 1);
+    let eval = forward(&w, &batch(), 1).unwrap();
+    let (train, _) = forward_train(&w, &batch(), 1, 7).unwrap();
+    assert_ne!(
+        eval.pooler_output, train.pooler_output,
+        "dropout changes the training forward"
+    );
+    let (again, _) = forward_train(&w, &batch(), 1, 7).unwrap();
+    assert_eq!(
+        again.pooler_output, train.pooler_output,
+        "the same seed gives the same masks"
+    );
+    let mut no_dropout = w.clone();
+    no_dropout.config.hidden_dropout_prob = 0.0;
+    no_dropout.config.attention_probs_dropout_prob = 0.0;
+    let (zero, _) = forward_train(&no_dropout, &batch(), 1, 7).unwrap();
+    assert_eq!(zero.pooler_output, eval.pooler_output);
+    // About 10% of the embedding outputs are dropped, the rest scaled by 1/0.9.
+    let dropped = train.embedding_output.iter().filter(|&&x| x == 0.0).count() as f64;
+    let frac = dropped / train.embedding_output.len() as f64;
+    assert!((0.03..0.2).contains(&frac), "dropped fraction {frac}");
+}
+
+fn loss(forward: Forward, w: &BertWeights, head: &Head, targets: &Targets) -> f64 {
+    let (out, _) = forward(w);
+    head.loss(&out.pooler_output, targets).loss as f64
+}
+
+fn check_gradients(forward: Forward) {
     // Somewhat larger weights than a real init, so gradients stand above f32 rounding while
     // the loss stays smooth at the scale of the step.
     let mut w = BertWeights::random(tiny(), 11);
@@ -54,7 +102,7 @@ fn gradients_equal_finite_differences_for_every_parameter_kind() {
     head.weight.iter_mut().for_each(|x| *x *= 10.0);
     let targets = Targets::Labels(vec![0, 2, 1]);
 
-    let (out, cache) = forward_cached(&w, &batch(), 1).unwrap();
+    let (out, cache) = forward(&w);
     let head_out = head.loss(&out.pooler_output, &targets);
     let mut grads = vec![0.0f32; w.layout.len()];
     backward(&w, &batch(), &cache, &head_out.d_pooled, &mut grads, 1);
@@ -74,9 +122,9 @@ fn gradients_equal_finite_differences_for_every_parameter_kind() {
             let analytic = grads[i] as f64;
             let saved = w.data[i];
             w.data[i] = saved + eps;
-            let up = loss(&w, &head, &targets);
+            let up = loss(forward, &w, &head, &targets);
             w.data[i] = saved - eps;
-            let down = loss(&w, &head, &targets);
+            let down = loss(forward, &w, &head, &targets);
             w.data[i] = saved;
             let numeric = (up - down) / (2.0 * eps as f64);
             if (numeric - analytic).abs() > 0.02 * analytic.abs() + 2e-4 {
@@ -105,7 +153,7 @@ fn gradients_equal_finite_differences_for_every_parameter_kind() {
             } else {
                 h.weight[i] += delta
             }
-            loss(&w, &h, &targets)
+            loss(forward, &w, &h, &targets)
         };
         let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps as f64);
         if (numeric - analytic).abs() > 0.02 * analytic.abs() + 2e-4 {
@@ -122,4 +170,22 @@ fn gradients_equal_finite_differences_for_every_parameter_kind() {
         failures.join("\n")
     );
     println!("{} parameter tensors checked", entries.len());
+}
+
+#[test]
+fn classifier_dropout_masks_the_pooled_output_and_its_gradient() {
+    let head = Head::new(3, 8, 5);
+    let pooled: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+    let targets = Targets::Labels(vec![0, 2, 1]);
+    let plain = head.loss(&pooled, &targets);
+    let none = head.loss_with_dropout(&pooled, &targets, 0.0, 1);
+    assert_eq!(none.loss, plain.loss);
+    assert_eq!(none.d_pooled, plain.d_pooled);
+    let dropped = head.loss_with_dropout(&pooled, &targets, 0.5, 3);
+    let zeros = dropped.d_pooled.iter().filter(|&&g| g == 0.0).count();
+    assert!(
+        (4..=20).contains(&zeros),
+        "{zeros} of 24 gradients dropped at p = 0.5"
+    );
+    assert_ne!(dropped.loss, plain.loss);
 }

@@ -1,7 +1,7 @@
 //! The backward pass, written by hand in the style of llm.c: every layer's gradient for every
 //! parameter, accumulated into a flat gradient buffer with the weights' layout.
 
-use super::forward::{Cache, NormCache};
+use super::forward::{apply_mask, Cache, NormCache};
 use super::math::gelu_grad;
 use super::matmul::{mm, View};
 use super::{Batch, BertWeights};
@@ -211,7 +211,10 @@ pub fn backward(
                 n: h,
                 k: inter,
             };
-            lin.backward(&d_ffn, dw, db, &mut d_post, false, threads);
+            // The residual took d_ffn as it is; the dense output went through dropout.
+            let mut dy = d_ffn.clone();
+            apply_mask(&mut dy, &lc.ffn_dropout);
+            lin.backward(&dy, dw, db, &mut d_post, false, threads);
         }
         d_post
             .iter_mut()
@@ -271,7 +274,9 @@ pub fn backward(
                 n: h,
                 k: h,
             };
-            lin.backward(&d_attn, dw, db, &mut d_ctx, false, threads);
+            let mut dy = d_attn.clone();
+            apply_mask(&mut dy, &lc.attn_dropout);
+            lin.backward(&dy, dw, db, &mut d_ctx, false, threads);
         }
         // Attention, per sequence and head.
         let (mut dq, mut dk, mut dv) = (
@@ -291,9 +296,19 @@ pub fn backward(
             let d_ctx_b = &d_ctx[rows_b];
             for hd in 0..heads {
                 let off = hd * d;
-                let p = &lc.probs[(b * heads + hd) * seq * seq..][..seq * seq];
+                let block = (b * heads + hd) * seq * seq..(b * heads + hd + 1) * seq * seq;
+                let p = &lc.probs[block.clone()];
+                let mask = (!lc.prob_dropout.is_empty()).then(|| &lc.prob_dropout[block]);
+                let dropped: Vec<f32>;
+                let p_used: &[f32] = match mask {
+                    Some(m) => {
+                        dropped = p.iter().zip(m).map(|(p, m)| p * m).collect();
+                        &dropped
+                    }
+                    None => p,
+                };
                 let dc = View::rows(&d_ctx_b[off..], h);
-                // dP = dC · Vᵀ ; dV = Pᵀ · dC
+                // dP = (dC · Vᵀ) ⊙ M ; dV = (P ⊙ M)ᵀ · dC
                 mm(
                     &mut ds,
                     seq,
@@ -303,10 +318,13 @@ pub fn backward(
                     false,
                     1,
                 );
+                if let Some(m) = mask {
+                    apply_mask(&mut ds, m);
+                }
                 mm(
                     &mut dv[off..],
                     h,
-                    View::transposed(p, seq),
+                    View::transposed(p_used, seq),
                     dc,
                     (seq, d, seq),
                     false,
@@ -378,7 +396,8 @@ pub fn backward(
         dx = d_input;
     }
 
-    // Embeddings: LayerNorm, then the three lookups.
+    // Embeddings: dropout, LayerNorm, then the three lookups.
+    apply_mask(&mut dx, &cache.embedding_dropout);
     let d_sum = {
         let [dg, db] = views(
             w,

@@ -3,6 +3,7 @@
 
 use super::math::gelu;
 use super::matmul::{mm, View};
+use super::weights::Rng;
 use super::{Batch, BertWeights, ModelError};
 
 /// What a LayerNorm needs for its backward pass: the normalised input and 1/σ per row.
@@ -28,6 +29,11 @@ pub(crate) struct LayerCache {
     pub pre_gelu: Vec<f32>,
     pub post_gelu: Vec<f32>,
     pub norm2: NormCache,
+    /// Dropout masks (0 or 1/(1−p) per element; empty in evaluation mode): attention
+    /// probabilities, attention output, feed-forward output.
+    pub prob_dropout: Vec<f32>,
+    pub attn_dropout: Vec<f32>,
+    pub ffn_dropout: Vec<f32>,
 }
 
 /// Every activation the backward pass reads (llm.c keeps the same, in one buffer).
@@ -35,6 +41,8 @@ pub(crate) struct LayerCache {
 pub struct Cache {
     pub(crate) embedding_norm: NormCache,
     pub(crate) layers: Vec<LayerCache>,
+    /// Dropout mask after the embedding LayerNorm (empty in evaluation mode).
+    pub(crate) embedding_dropout: Vec<f32>,
     /// The pooler's input: each sequence's first token after the last layer.
     pub(crate) cls: Vec<f32>,
 }
@@ -147,13 +155,62 @@ pub fn forward(
     forward_cached(w, batch, threads).map(|(out, _)| out)
 }
 
-/// The forward pass that also keeps what [`super::backward`] needs.
+/// The forward pass in evaluation mode that also keeps what [`super::backward`] needs.
 pub fn forward_cached(
     w: &BertWeights,
     batch: &Batch,
     threads: usize,
 ) -> Result<(ForwardOutput, Cache), ModelError> {
+    forward_impl(w, batch, threads, None)
+}
+
+/// The forward pass in training mode: dropout where Hugging Face's BERT has it (after the
+/// embeddings, on the attention probabilities, after the attention and feed-forward outputs)
+/// with the configuration's probabilities, masks drawn from `seed`. Keeps what
+/// [`super::backward`] needs, masks included.
+pub fn forward_train(
+    w: &BertWeights,
+    batch: &Batch,
+    threads: usize,
+    seed: u64,
+) -> Result<(ForwardOutput, Cache), ModelError> {
+    forward_impl(w, batch, threads, Some(seed))
+}
+
+/// A dropout mask of `n` elements: 0 with probability `p`, else 1/(1 − p). Empty when `p` is
+/// 0 (nothing to drop). Deterministic in the generator's state.
+pub(crate) fn dropout_mask(rng: &mut Rng, n: usize, p: f64) -> Vec<f32> {
+    if p <= 0.0 {
+        return Vec::new();
+    }
+    let keep = (1.0 / (1.0 - p)) as f32;
+    (0..n)
+        .map(|_| if rng.uniform() <= p { 0.0 } else { keep })
+        .collect()
+}
+
+/// `x ⊙ mask`, a no-op for an empty mask.
+pub(crate) fn apply_mask(x: &mut [f32], mask: &[f32]) {
+    if !mask.is_empty() {
+        x.iter_mut().zip(mask).for_each(|(v, m)| *v *= m);
+    }
+}
+
+fn forward_impl(
+    w: &BertWeights,
+    batch: &Batch,
+    threads: usize,
+    dropout_seed: Option<u64>,
+) -> Result<(ForwardOutput, Cache), ModelError> {
     check(w, batch)?;
+    let mut rng = Rng::new(dropout_seed.unwrap_or(0));
+    let (hidden_p, attn_p) = match dropout_seed {
+        Some(_) => (
+            w.config.hidden_dropout_prob,
+            w.config.attention_probs_dropout_prob,
+        ),
+        None => (0.0, 0.0),
+    };
     let c = &w.config;
     let (bsz, seq, h) = (batch.batch, batch.seq, c.hidden_size);
     let (heads, d) = (c.num_attention_heads, c.head_dim());
@@ -183,6 +240,8 @@ pub fn forward_cached(
         p("embeddings.LayerNorm.bias"),
         c.layer_norm_eps,
     );
+    let embedding_dropout = dropout_mask(&mut rng, x.len(), hidden_p);
+    apply_mask(&mut x, &embedding_dropout);
     let embedding_output = x.clone();
 
     // Padding positions get the most negative f32 added to their scores, as Hugging Face does.
@@ -202,6 +261,9 @@ pub fn forward_cached(
             v: vec![0.0; rows * h],
             probs: vec![0.0; bsz * heads * seq * seq],
             ctx: vec![0.0; rows * h],
+            prob_dropout: dropout_mask(&mut rng, bsz * heads * seq * seq, attn_p),
+            attn_dropout: dropout_mask(&mut rng, rows * h, hidden_p),
+            ffn_dropout: dropout_mask(&mut rng, rows * h, hidden_p),
             ..LayerCache::default()
         };
         for (out, name) in [
@@ -253,8 +315,16 @@ pub fn forward_cached(
                     }
                     row.iter_mut().for_each(|s| *s /= sum);
                 }
-                // ctx_bh = P · V_bh.
-                let p_bh = View::rows(scores, seq);
+                // ctx_bh = dropout(P) · V_bh.
+                let dropped: Vec<f32>;
+                let p_used: &[f32] = if lc.prob_dropout.is_empty() {
+                    scores
+                } else {
+                    let m = &lc.prob_dropout[(b * heads + hd) * seq * seq..][..seq * seq];
+                    dropped = scores.iter().zip(m).map(|(p, m)| p * m).collect();
+                    &dropped
+                };
+                let p_bh = View::rows(p_used, seq);
                 mm(
                     &mut ctx[off..],
                     h,
@@ -289,6 +359,7 @@ pub fn forward_cached(
             lp("attention.output.dense.bias"),
         );
         linear(&mut attn, &lc.ctx, wo, bo, rows, threads);
+        apply_mask(&mut attn, &lc.attn_dropout);
         attn.iter_mut().zip(&x).for_each(|(a, r)| *a += r);
         let (g1, b1) = (
             lp("attention.output.LayerNorm.weight"),
@@ -305,6 +376,7 @@ pub fn forward_cached(
         let mut ffn = vec![0.0f32; rows * h];
         let (w2, b2) = (lp("output.dense.weight"), lp("output.dense.bias"));
         linear(&mut ffn, &lc.post_gelu, w2, b2, rows, threads);
+        apply_mask(&mut ffn, &lc.ffn_dropout);
         ffn.iter_mut().zip(&attn).for_each(|(a, r)| *a += r);
         let (g2, bt2) = (lp("output.LayerNorm.weight"), lp("output.LayerNorm.bias"));
         lc.norm2 = layer_norm(&mut ffn, g2, bt2, c.layer_norm_eps);
@@ -324,6 +396,7 @@ pub fn forward_cached(
     pooler_output.iter_mut().for_each(|z| *z = z.tanh());
     let cache = Cache {
         embedding_norm,
+        embedding_dropout,
         layers,
         cls,
     };

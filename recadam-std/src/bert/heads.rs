@@ -64,6 +64,25 @@ impl Head {
             .collect()
     }
 
+    /// Training mode: dropout with probability `p` on the pooled output (masks from `seed`), as
+    /// `BertForSequenceClassification` applies before its classifier; `d_pooled` is the gradient
+    /// with respect to the pooled output before dropout.
+    pub fn loss_with_dropout(
+        &self,
+        pooled: &[f32],
+        targets: &Targets,
+        p: f64,
+        seed: u64,
+    ) -> HeadOutput {
+        let mask =
+            super::forward::dropout_mask(&mut super::weights::Rng::new(seed), pooled.len(), p);
+        let mut dropped = pooled.to_vec();
+        super::forward::apply_mask(&mut dropped, &mask);
+        let mut out = self.loss(&dropped, targets);
+        super::forward::apply_mask(&mut out.d_pooled, &mask);
+        out
+    }
+
     /// Logits, batch-mean loss and gradients for `targets`.
     pub fn loss(&self, pooled: &[f32], targets: &Targets) -> HeadOutput {
         let outputs = self.bias.len();

@@ -16,7 +16,7 @@ mod weights;
 pub use backward::backward;
 pub use config::BertConfig;
 pub use error::ModelError;
-pub use forward::{forward, forward_cached, Cache, ForwardOutput};
+pub use forward::{forward, forward_cached, forward_train, Cache, ForwardOutput};
 pub use heads::{Head, HeadOutput, Targets};
 pub use tokenize::{Batch, BertTokenizer};
 pub use weights::{BertWeights, LoadReport, ParamLayout};
