@@ -7,13 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 target="${1:-all}"
 seconds="${2:-60}"
-targets=(update_differential config checkpoint_load)
+targets=(update_differential config checkpoint_load safetensors_model tokenizer_input)
 [ "$target" = all ] || targets=("$target")
 for t in "${targets[@]}"; do
   flags=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
   case "$t" in
     # Checkpoint inputs are small: a single allocation above 32 MB is a loader bug.
     checkpoint_load) flags+=(-dict=dict/checkpoint_load.dict -malloc_limit_mb=32) ;;
+    # Model files are small in the corpus: the tiny model is a few kB.
+    safetensors_model) flags+=(-dict=dict/safetensors_model.dict -malloc_limit_mb=32) ;;
   esac
   mkdir -p "corpus-run/$t"
   echo "=== fuzz $t for ${seconds}s"

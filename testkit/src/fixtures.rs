@@ -92,3 +92,20 @@ pub fn small_params<'a>(
         .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
         .collect()
 }
+
+/// A tiny BERT configuration (the model fuzz target and its seeds use it).
+pub fn tiny_bert_config() -> recadam_std::bert::BertConfig {
+    recadam_std::bert::BertConfig {
+        vocab_size: 40,
+        hidden_size: 8,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        intermediate_size: 16,
+        max_position_embeddings: 12,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_act: "gelu".into(),
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+    }
+}

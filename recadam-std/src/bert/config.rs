@@ -82,6 +82,18 @@ impl BertConfig {
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{name}` must be at least 1"));
         }
+        // Bounds that keep every size product and the parameter count inside usize.
+        if let Some((name, v)) = sizes.iter().find(|(_, v)| *v > 1 << 24) {
+            return Err(format!(
+                "`{name}` = {v} is larger than this implementation handles (2^24)"
+            ));
+        }
+        if self.num_hidden_layers > 4096 {
+            return Err(format!(
+                "`num_hidden_layers` = {} is larger than this implementation handles (4096)",
+                self.num_hidden_layers
+            ));
+        }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "`hidden_size` = {} is not a multiple of `num_attention_heads` = {}",

@@ -25,41 +25,43 @@ pub struct Batch {
     pub attention_mask: Vec<u32>,
 }
 
-/// The tokenizer of a BERT model folder.
+/// The tokenizer of a BERT model folder, set up once for one maximum length.
 #[derive(Clone, Debug)]
 pub struct BertTokenizer {
     inner: Tokenizer,
+    max_len: usize,
 }
 
 impl BertTokenizer {
-    /// Loads `tokenizer.json`.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<BertTokenizer, ModelError> {
+    /// Loads `tokenizer.json`; encodings are truncated (longest first) to `max_len` tokens
+    /// and padded to the longest in the batch.
+    pub fn from_file(path: impl AsRef<Path>, max_len: usize) -> Result<BertTokenizer, ModelError> {
         let path = path.as_ref();
-        let inner = Tokenizer::from_file(path)
+        let mut inner = Tokenizer::from_file(path)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(BertTokenizer { inner })
-    }
-
-    /// Encodes texts and text pairs, truncated (longest first) to `max_len` tokens and padded
-    /// to the longest in the batch.
-    pub fn encode(
-        &self,
-        texts: &[(&str, Option<&str>)],
-        max_len: usize,
-    ) -> Result<Batch, ModelError> {
-        let mut tok = self.inner.clone();
-        tok.with_truncation(Some(TruncationParams {
-            max_length: max_len,
-            strategy: TruncationStrategy::LongestFirst,
-            ..TruncationParams::default()
-        }))
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let pad_id = tok.get_padding().map_or(0, |p| p.pad_id);
-        tok.with_padding(Some(PaddingParams {
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let pad_id = inner.get_padding().map_or(0, |p| p.pad_id);
+        inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             pad_id,
             ..PaddingParams::default()
         }));
+        Ok(BertTokenizer { inner, max_len })
+    }
+
+    /// The maximum number of tokens per row.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Encodes texts and text pairs as one padded batch.
+    pub fn encode(&self, texts: &[(&str, Option<&str>)]) -> Result<Batch, ModelError> {
         let inputs: Vec<EncodeInput> = texts
             .iter()
             .map(|&(a, b)| match b {
@@ -67,7 +69,8 @@ impl BertTokenizer {
                 None => a.into(),
             })
             .collect();
-        let encodings = tok
+        let encodings = self
+            .inner
             .encode_batch(inputs, true)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let seq = encodings.first().map_or(0, |e| e.get_ids().len());

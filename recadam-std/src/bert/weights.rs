@@ -167,7 +167,21 @@ impl BertWeights {
             path: path.into(),
             source,
         })?;
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Container {
+        Self::from_safetensors_bytes(config, &bytes, path)
+    }
+
+    /// Reads the parameters of `config` from safetensors bytes; `path` only names them in
+    /// errors.
+    pub fn from_safetensors_bytes(
+        config: BertConfig,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(BertWeights, LoadReport), ModelError> {
+        config.check().map_err(|reason| ModelError::Config {
+            path: path.into(),
+            reason,
+        })?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Container {
             path: path.into(),
             reason: e.to_string(),
         })?;
@@ -184,6 +198,17 @@ impl BertWeights {
             }
         }
         let layout = ParamLayout::bert(&config);
+        // The parameters must fit in the file before anything is allocated for them.
+        if layout.len().saturating_mul(4) > bytes.len() {
+            return Err(ModelError::Config {
+                path: path.into(),
+                reason: format!(
+                    "the configuration has {} parameters, more than the {} bytes of weights hold",
+                    layout.len(),
+                    bytes.len()
+                ),
+            });
+        }
         let mut data = vec![0.0f32; layout.len()];
         for (canon, shape, offset) in layout.entries() {
             let name = by_canonical
@@ -242,6 +267,21 @@ impl BertWeights {
             layout,
             data,
         }
+    }
+
+    /// The parameters as safetensors bytes, under Hugging Face's names (without `bert.`).
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let views = self.layout.entries().map(|(name, shape, offset)| {
+            let n: usize = shape.iter().product();
+            let bytes: &[u8] = bytemuck::cast_slice(&self.data[offset..offset + n]);
+            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.to_vec(), bytes)
+                .expect("shape and data agree");
+            (name.to_string(), view)
+        });
+        safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Container {
+            path: "<in memory>".into(),
+            reason: e.to_string(),
+        })
     }
 
     /// The values of a parameter.
