@@ -183,3 +183,26 @@ fn bad_configurations_name_the_field() {
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }
+
+/// A configuration far larger than the file is refused before anything is allocated for it
+/// (allocating 2^48 floats would abort the process), and sizes beyond the bounds that keep the
+/// layout arithmetic in range are refused with the field named.
+#[test]
+fn oversized_configurations_are_refused_without_allocating() {
+    let w = BertWeights::random(tiny(), 7);
+    let file = write(&w, |n| n.to_string(), "", &[]);
+    let huge = BertConfig {
+        vocab_size: 1 << 24,
+        hidden_size: 1 << 24,
+        num_attention_heads: 1,
+        ..tiny()
+    };
+    let err = BertWeights::from_safetensors(huge, &file).unwrap_err();
+    assert!(err.to_string().contains("more than the"), "{err}");
+    let beyond = BertConfig {
+        intermediate_size: (1 << 24) + 1,
+        ..tiny()
+    };
+    let err = BertWeights::from_safetensors(beyond, &file).unwrap_err();
+    assert!(err.to_string().contains("intermediate_size"), "{err}");
+}
