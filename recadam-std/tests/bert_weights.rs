@@ -4,22 +4,11 @@
 use std::collections::HashMap;
 
 use recadam_std::bert::{BertConfig, BertWeights, ModelError};
+use recadam_testkit::fixtures::tiny_bert_config;
 use safetensors::tensor::{serialize, Dtype, TensorView};
 
 fn tiny() -> BertConfig {
-    BertConfig {
-        vocab_size: 50,
-        hidden_size: 8,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 16,
-        max_position_embeddings: 12,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_act: "gelu".into(),
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-    }
+    tiny_bert_config()
 }
 
 /// Writes `weights` under names produced by `rename`, plus `extra` tensors, minus `skip`.
@@ -85,7 +74,7 @@ fn names_with_prefix_and_old_layernorm_names_load_the_same_values() {
             )
         },
         "",
-        &[("cls.predictions.bias", vec![50])],
+        &[("cls.predictions.bias", vec![40])],
     );
     let (a, ra) = BertWeights::from_safetensors(tiny(), &plain).unwrap();
     let (b, rb) = BertWeights::from_safetensors(tiny(), &old).unwrap();
@@ -105,12 +94,12 @@ fn missing_and_misshapen_tensors_are_named() {
     let missing = write(
         &w,
         |n| n.to_string(),
-        "encoder.layer.1.output.dense.bias",
+        "encoder.layer.0.output.dense.bias",
         &[],
     );
     match BertWeights::from_safetensors(tiny(), &missing) {
         Err(ModelError::MissingTensor { name, .. }) => {
-            assert_eq!(name, "encoder.layer.1.output.dense.bias")
+            assert_eq!(name, "encoder.layer.0.output.dense.bias")
         }
         other => panic!("{other:?}"),
     }
