@@ -343,7 +343,8 @@ macro_rules! simd_element {
 simd_element!(f32, avx512 = Avx512F32, avx2 = Avx2F32, neon = NeonF32);
 simd_element!(f64, avx512 = Avx512F64, avx2 = Avx2F64, neon = NeonF64);
 
-fn scalar_stream<T: Element>(slices: Slices<'_, T>) {
+/// The streaming reference on one element at a time (scalar backend, and vector tails).
+pub(crate) fn scalar_stream<T: Element>(slices: Slices<'_, T>) {
     let (p, g, m, v, pp) = slices.into_parts();
     let Some(pp) = pp else { return };
     for i in 0..p.len() {

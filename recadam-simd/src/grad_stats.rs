@@ -70,6 +70,7 @@ fn finish<T: Element>(g: &[T], mut acc: [f64; ACCUMULATORS]) -> GradStats {
 }
 
 /// A gradient element type the vector statistics can load into f64 lanes.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) trait StatsInput: Element {
     /// Loads `L::N` elements as f64 lanes.
     ///
@@ -79,6 +80,7 @@ pub(crate) trait StatsInput: Element {
     unsafe fn load_wide<L: crate::lanes::WideLanes>(ptr: *const Self) -> L;
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl StatsInput for f32 {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
@@ -88,6 +90,7 @@ impl StatsInput for f32 {
     }
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl StatsInput for f64 {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]

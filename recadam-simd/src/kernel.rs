@@ -213,14 +213,17 @@ unsafe fn vector_loop<L: Lanes, const RULE: u8, const WD: bool, const TINY: bool
 #[inline(always)]
 pub(crate) unsafe fn stream_body<L: Lanes>(slices: Slices<'_, L::Elem>) {
     let n = slices.len();
-    let (p, g, m, v, pp) = slices.into_parts();
+    let Some((head, tail)) = slices.split_at(n - n % L::N) else {
+        return; // unreachable: the split point is within the slices
+    };
+    let body = head.len();
+    let (p, g, m, v, pp) = head.into_parts();
     let Some(pp) = pp else { return };
-    let body = n - n % L::N;
     let (pp_, g_) = (pp.as_ptr(), g.as_ptr());
     let (p_, m_, v_) = (p.as_mut_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
     let mut i = 0;
     while i < body {
-        // SAFETY: i + L::N ≤ body ≤ n.
+        // SAFETY: i + L::N ≤ body, the length of every head slice.
         unsafe {
             let (pv, gv, mv, vv, ppv) = (
                 L::load(p_.add(i)),
@@ -235,9 +238,5 @@ pub(crate) unsafe fn stream_body<L: Lanes>(slices: Slices<'_, L::Elem>) {
         }
         i += L::N;
     }
-    for i in body..n {
-        m[i] = m[i] + g[i];
-        v[i] = v[i] + g[i];
-        p[i] = p[i] + pp[i];
-    }
+    crate::backend::scalar_stream(tail);
 }

@@ -145,24 +145,13 @@ pub fn backward(
         }
     }
 
-    // Pooler: pooled = tanh(z), z = cls·Wpᵀ + bp.
-    let pooled_dz: Vec<f32> = {
-        let wp = w.get("pooler.dense.weight");
-        let mut z_out = vec![0.0f32; bsz * h];
-        super::forward::linear(
-            &mut z_out,
-            &cache.cls,
-            wp,
-            w.get("pooler.dense.bias"),
-            bsz,
-            threads,
-        );
-        z_out
-            .iter()
-            .zip(d_pooled)
-            .map(|(z, g)| g * (1.0 - z.tanh() * z.tanh()))
-            .collect()
-    };
+    // Pooler: pooled = tanh(z), z = cls·Wpᵀ + bp, so dz = d_pooled·(1 − pooled²).
+    let pooled_dz: Vec<f32> = cache
+        .pooled
+        .iter()
+        .zip(d_pooled)
+        .map(|(p, g)| g * (1.0 - p * p))
+        .collect();
     let mut dx = vec![0.0f32; rows * h];
     {
         let [dwp, dbp] = views(w, grads, ["pooler.dense.weight", "pooler.dense.bias"]);

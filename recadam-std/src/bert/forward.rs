@@ -45,6 +45,8 @@ pub struct Cache {
     pub(crate) embedding_dropout: Vec<f32>,
     /// The pooler's input: each sequence's first token after the last layer.
     pub(crate) cls: Vec<f32>,
+    /// The pooler's output, tanh(z): its derivative is 1 − tanh².
+    pub(crate) pooled: Vec<f32>,
 }
 
 /// The activations the references check.
@@ -399,6 +401,7 @@ fn forward_impl(
         embedding_dropout,
         layers,
         cls,
+        pooled: pooler_output.clone(),
     };
     let out = ForwardOutput {
         embedding_output,
