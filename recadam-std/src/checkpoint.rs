@@ -434,6 +434,25 @@ struct Decoded<T> {
     buffers: Vec<(Vec<T>, Vec<T>)>,
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, and fsync of
+/// the folder. A crash leaves either the old file or the new one, never a mix. (The same
+/// sequence as [`Optimizer::save_checkpoint`], for the other files of a run.)
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()> {
+    let path = path.as_ref();
+    let tmp = temporary_path(path);
+    let written = std::fs::write(&tmp, bytes)
+        .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
+}
+
 /// A file name beside `path` that no other writer uses.
 fn temporary_path(path: &Path) -> PathBuf {
     let nanos = std::time::SystemTime::now()

@@ -17,7 +17,7 @@ mod optimizer;
 mod parallel;
 mod schedule;
 
-pub use checkpoint::FORMAT_VERSION;
+pub use checkpoint::{write_atomic, FORMAT_VERSION};
 pub use error::{CheckpointError, Error};
 pub use group::{Group, Selector};
 pub use optimizer::{

@@ -1,0 +1,111 @@
+//! `recadam eval`: scores a fine-tuned run's latest checkpoint on a task's dev set; without a
+//! run, the model folder's encoder with an untrained head (the chance baseline) and, for a
+//! sentence-embedding model, its zero-shot STS-B similarity.
+
+use std::path::PathBuf;
+
+use recadam_std::bert::{BertTokenizer, BertWeights, Head};
+use serde_json::json;
+
+use crate::evaluate::{evaluate, zero_shot_similarity};
+use crate::finetune::is_sentence_embedding_model;
+use crate::glue::{self, Split, Task};
+use crate::run_dir::{load_model, RunDir};
+use crate::trainer::Classifier;
+
+/// The options of `recadam eval`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The model folder (its config and tokenizer; its weights unless --run is given).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The GLUE task.
+    #[arg(long, value_parser = |s: &str| s.parse::<Task>())]
+    pub task: Task,
+    /// The GLUE folder.
+    #[arg(long, default_value = "../shared/data/glue")]
+    pub data: PathBuf,
+    /// A `recadam finetune` output folder: its latest checkpoint is scored.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Tokens per sequence at most.
+    #[arg(long, default_value_t = 128)]
+    pub max_seq_length: usize,
+    /// Sentences per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `recadam eval`.
+pub fn run(args: &EvalArgs) -> Result<(), String> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let (encoder, _) = BertWeights::from_folder(&args.model).map_err(|e| e.to_string())?;
+    let tokenizer = BertTokenizer::from_file(
+        args.model.join("tokenizer.json"),
+        args.max_seq_length.max(2),
+    )
+    .map_err(|e| e.to_string())?;
+    let head = Head::new(args.task.outputs(), encoder.config.hidden_size, 0);
+    let mut model = Classifier { encoder, head };
+    let source = match &args.run {
+        Some(run) => {
+            let dir = RunDir::open(run, false).map_err(|e| e.to_string())?;
+            let ckpt = dir
+                .latest_checkpoint()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no checkpoint in {}", run.display()))?;
+            load_model(&ckpt.join("model.safetensors"), &mut model).map_err(|e| e.to_string())?;
+            ckpt.display().to_string()
+        }
+        None => format!("{} with an untrained head", args.model.display()),
+    };
+    let dev = glue::read(&args.data, args.task, Split::Dev).map_err(|e| e.to_string())?;
+    let scores = evaluate(
+        &model,
+        &tokenizer,
+        args.task,
+        &dev,
+        args.batch_size,
+        threads,
+    )
+    .map_err(|e| e.to_string())?;
+    let similarity = if is_sentence_embedding_model(&args.model) {
+        match glue::read(&args.data, Task::Stsb, Split::Dev) {
+            Ok(stsb) => Some(
+                zero_shot_similarity(&model, &tokenizer, &stsb, args.batch_size, threads)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    if args.json {
+        let dev: serde_json::Map<String, serde_json::Value> = scores
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({"task": args.task.name(), "model": source, "dev": dev, "zero_shot_stsb_spearman": similarity})
+        );
+    } else {
+        println!("{} dev, {source}:", args.task);
+        for (k, v) in &scores {
+            println!("  {k:<26} {v:.4}");
+        }
+        if let Some(s) = similarity {
+            println!("  {:<26} {s:.4}", "STS-B zero-shot Spearman");
+        }
+    }
+    Ok(())
+}

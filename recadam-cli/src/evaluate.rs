@@ -1,0 +1,182 @@
+//! Scoring a fine-tuned model on a GLUE split, and the zero-shot sentence-similarity score of its
+//! embeddings (how much of a sentence-embedding model's skill survived fine-tuning).
+
+use recadam_std::bert::{BertTokenizer, ModelError};
+
+use crate::glue::{Example, Label, Task};
+use crate::metrics::{self, MetricError};
+use crate::trainer::Classifier;
+
+/// Errors while scoring.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Tokenising or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The predictions could not be scored.
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    /// A label of the wrong kind for the task.
+    #[error("{task} example {index} has label {label:?}")]
+    Label {
+        /// The task.
+        task: Task,
+        /// The example.
+        index: usize,
+        /// Its label.
+        label: Label,
+    },
+}
+
+/// Named scores, the task's main metric first.
+pub type Scores = Vec<(&'static str, f64)>;
+
+/// Examples in order of length, so that each batch pads little (scores do not depend on order).
+fn by_length(texts: &[(&str, Option<&str>)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].0.len() + texts[i].1.map_or(0, str::len));
+    order
+}
+
+/// The head's outputs for every example, `[examples, outputs]`, in the examples' order.
+pub fn predict(
+    model: &Classifier,
+    tokenizer: &BertTokenizer,
+    examples: &[Example],
+    batch: usize,
+    threads: usize,
+) -> Result<Vec<f32>, ModelError> {
+    let texts: Vec<(&str, Option<&str>)> = examples
+        .iter()
+        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+        .collect();
+    let outputs = model.head.bias.len();
+    let mut logits = vec![0.0f32; examples.len() * outputs];
+    for rows in by_length(&texts).chunks(batch.max(1)) {
+        let inputs: Vec<_> = rows.iter().map(|&i| texts[i]).collect();
+        let out = model.logits(&tokenizer.encode(&inputs)?, threads)?;
+        for (&i, row) in rows.iter().zip(out.chunks_exact(outputs)) {
+            logits[i * outputs..(i + 1) * outputs].copy_from_slice(row);
+        }
+    }
+    Ok(logits)
+}
+
+/// The task's metrics from the head's outputs: accuracy (and F1 for MRPC, MCC for CoLA), or
+/// Spearman and Pearson for STS-B. The main metric ([`Task::main_metric`]) comes first.
+pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores, EvalError> {
+    let outputs = task.outputs();
+    if task == Task::Stsb {
+        let pred: Vec<f64> = logits.iter().map(|&x| f64::from(x)).collect();
+        let gold = examples
+            .iter()
+            .enumerate()
+            .map(|(index, e)| match e.label {
+                Label::Score(s) => Ok(f64::from(s)),
+                label => Err(EvalError::Label { task, index, label }),
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        return Ok(vec![
+            ("spearman", metrics::spearman(&pred, &gold)?),
+            ("pearson", metrics::pearson(&pred, &gold)?),
+        ]);
+    }
+    let pred: Vec<usize> = logits
+        .chunks_exact(outputs)
+        .map(|row| {
+            (0..outputs)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0)
+        })
+        .collect();
+    let gold = examples
+        .iter()
+        .enumerate()
+        .map(|(index, e)| match e.label {
+            Label::Class(c) if c < outputs => Ok(c),
+            label => Err(EvalError::Label { task, index, label }),
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
+    let accuracy = metrics::accuracy(&pred, &gold)?;
+    Ok(match task {
+        Task::Mrpc => vec![("f1", metrics::f1(&pred, &gold)?), ("accuracy", accuracy)],
+        Task::Cola => vec![
+            ("mcc", metrics::matthews(&pred, &gold)?),
+            ("accuracy", accuracy),
+        ],
+        _ => vec![("accuracy", accuracy)],
+    })
+}
+
+/// Predicts and scores.
+pub fn evaluate(
+    model: &Classifier,
+    tokenizer: &BertTokenizer,
+    task: Task,
+    examples: &[Example],
+    batch: usize,
+    threads: usize,
+) -> Result<Scores, EvalError> {
+    let logits = predict(model, tokenizer, examples, batch, threads)?;
+    score(task, &logits, examples)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+/// Zero-shot STS-B: Spearman correlation between the gold scores and the cosine similarity of
+/// the two sentences' mean-pooled embeddings (the skill all-MiniLM-L6-v2 was trained for; the
+/// task head plays no part).
+pub fn zero_shot_similarity(
+    model: &Classifier,
+    tokenizer: &BertTokenizer,
+    stsb: &[Example],
+    batch: usize,
+    threads: usize,
+) -> Result<f64, EvalError> {
+    let h = model.encoder.config.hidden_size;
+    let embed = |texts: Vec<&str>| -> Result<Vec<f32>, EvalError> {
+        let singles: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (*t, None)).collect();
+        let mut out = vec![0.0f32; texts.len() * h];
+        for rows in by_length(&singles).chunks(batch.max(1)) {
+            let inputs: Vec<_> = rows.iter().map(|&i| singles[i]).collect();
+            let e = model.mean_pooled(&tokenizer.encode(&inputs)?, threads)?;
+            for (&i, row) in rows.iter().zip(e.chunks_exact(h)) {
+                out[i * h..(i + 1) * h].copy_from_slice(row);
+            }
+        }
+        Ok(out)
+    };
+    let a = embed(stsb.iter().map(|e| e.text_a.as_str()).collect())?;
+    let b = embed(
+        stsb.iter()
+            .map(|e| e.text_b.as_deref().unwrap_or(""))
+            .collect(),
+    )?;
+    let sims: Vec<f64> = a
+        .chunks_exact(h)
+        .zip(b.chunks_exact(h))
+        .map(|(x, y)| cosine(x, y))
+        .collect();
+    let gold = stsb
+        .iter()
+        .enumerate()
+        .map(|(index, e)| match e.label {
+            Label::Score(s) => Ok(f64::from(s)),
+            label => Err(EvalError::Label {
+                task: Task::Stsb,
+                index,
+                label,
+            }),
+        })
+        .collect::<Result<Vec<f64>, _>>()?;
+    Ok(metrics::spearman(&sims, &gold)?)
+}

@@ -1,0 +1,673 @@
+//! `recadam finetune`: a pretrained BERT fine-tuned on a GLUE task, as the paper's experiment
+//! and the official GLUE script run it: the encoder pulled towards θ*, the new head not; no decay
+//! for biases and LayerNorm weights; clipping at 1.0; linear warm-up and decay.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use recadam_core::{Annealing, PenaltyMode, RecAdamConfig};
+use recadam_std::bert::{BertTokenizer, BertWeights, Head, Targets};
+use recadam_std::{LinearWarmupDecay, Options};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::demo::Batches;
+use crate::evaluate::{evaluate, zero_shot_similarity, Scores};
+use crate::glue::{self, Example, Label, Split, Task};
+use crate::plot::{write_svg, Panel, Series};
+use crate::run_dir::{load_model, RunDir};
+use crate::trainer::{Classifier, Trainer};
+
+/// The update rule of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Adam with decoupled weight decay, no penalty.
+    Adamw,
+    /// RecAdam: the decoupled, annealed quadratic penalty towards θ*.
+    Recadam,
+    /// The paper's ablation: the penalty gradient mixed into the gradient before the moments.
+    RecadamCoupled,
+}
+
+impl OptimizerKind {
+    /// The name used on the command line and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adamw => "adamw",
+            OptimizerKind::Recadam => "recadam",
+            OptimizerKind::RecadamCoupled => "recadam-coupled",
+        }
+    }
+}
+
+/// Where the fine-tuned encoder starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// From the pretrained weights (θ*).
+    Pretrained,
+    /// From a random initialisation (the official script's default), pulled towards θ*.
+    Random,
+}
+
+/// The options of `recadam finetune`.
+#[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
+pub struct FinetuneArgs {
+    /// The model folder (config.json, model.safetensors, tokenizer.json), as
+    /// `scripts/fetch-minilm.sh` fills it.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The GLUE task.
+    #[arg(long, value_parser = parse_task)]
+    pub task: Task,
+    /// The GLUE folder (`<DIR>/<TASK>/{train,dev}.tsv`).
+    #[arg(long, default_value = "../shared/data/glue")]
+    pub data: PathBuf,
+    /// The update rule.
+    #[arg(long, value_enum, default_value = "recadam")]
+    pub optimizer: OptimizerKind,
+    /// Where the encoder starts.
+    #[arg(long, value_enum, default_value = "pretrained")]
+    pub init: Init,
+    /// Seeds the head, the random initialisation, the batch order and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Peak learning rate (the paper: 2e-5 for BERT-base).
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// Sentences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per sequence at most (longest-first truncation).
+    #[arg(long, default_value_t = 128)]
+    pub max_seq_length: usize,
+    /// Optimizer steps; overrides --epochs.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Passes over the training set (when --steps is not given).
+    #[arg(long, default_value_t = 3.0)]
+    pub epochs: f64,
+    /// Fraction of the steps spent warming the learning rate up from 0.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    /// Decoupled weight decay (not on biases and LayerNorm weights).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Sigmoid annealing rate k of λ(t) = w / (1 + e^(−k(t − t0))).
+    #[arg(long, default_value_t = 0.5)]
+    pub k: f64,
+    /// Annealing midpoint t0 (steps).
+    #[arg(long, default_value_t = 250.0)]
+    pub t0: f64,
+    /// Penalty coefficient γ (`pretrain_cof`).
+    #[arg(long, default_value_t = 5000.0)]
+    pub gamma: f64,
+    /// Annealing weight w (`anneal_w`).
+    #[arg(long, default_value_t = 1.0)]
+    pub w: f64,
+    /// Clip the global gradient norm to this.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Evaluate on the dev set (and checkpoint) every this many steps; 0: only at the end.
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: u64,
+    /// Log the training loss every this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Score only the first N dev examples during training (all at the end).
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The output folder (log, checkpoints, summary, plot).
+    #[arg(long, default_value = "runs/finetune")]
+    pub output: PathBuf,
+    /// Print the JSON lines to stdout too.
+    #[arg(long)]
+    #[serde(skip)]
+    pub json: bool,
+    /// Continue the run in --output from its latest checkpoint, exactly.
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume: bool,
+    /// Stop after this step, with a checkpoint (a later `--resume` goes on to the end, with
+    /// the same bits as one uninterrupted run).
+    #[arg(long)]
+    #[serde(skip)]
+    pub stop_after: Option<u64>,
+    /// Skip the zero-shot STS-B similarity of the embeddings before and after.
+    #[arg(long)]
+    pub no_forgetting_probe: bool,
+}
+
+fn parse_task(s: &str) -> Result<Task, String> {
+    s.parse()
+}
+
+/// Errors of a run, each saying what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum FinetuneError {
+    /// A bad option.
+    #[error("{0}")]
+    Usage(String),
+    /// The model folder.
+    #[error(transparent)]
+    Model(#[from] recadam_std::bert::ModelError),
+    /// The data.
+    #[error(transparent)]
+    Data(#[from] glue::GlueError),
+    /// Training.
+    #[error(transparent)]
+    Train(#[from] crate::trainer::TrainError),
+    /// Scoring.
+    #[error(transparent)]
+    Eval(#[from] crate::evaluate::EvalError),
+    /// The output folder.
+    #[error(transparent)]
+    Run(#[from] crate::run_dir::RunError),
+    /// The optimizer's set-up or checkpoint.
+    #[error(transparent)]
+    Optimizer(#[from] recadam_std::Error),
+    /// The plot.
+    #[error("plot: {0}")]
+    Plot(String),
+}
+
+/// The result of a run (also `summary.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    /// The task.
+    pub task: String,
+    /// The update rule.
+    pub optimizer: String,
+    /// Where the encoder started.
+    pub init: Init,
+    /// The seed.
+    pub seed: u64,
+    /// Steps taken.
+    pub steps: u64,
+    /// The dev metrics at the end, by name.
+    pub dev: serde_json::Map<String, Value>,
+    /// The task's main metric's name.
+    pub main_metric: String,
+    /// Euclidean distance of the encoder to θ*.
+    pub distance: f64,
+    /// Zero-shot STS-B Spearman of the pretrained embeddings (sentence-embedding models).
+    pub similarity_before: Option<f64>,
+    /// The same after fine-tuning.
+    pub similarity_after: Option<f64>,
+    /// Wall-clock seconds of training (this process).
+    pub seconds: f64,
+    /// False when `--stop-after` ended the run early (then `dev` is empty).
+    pub completed: bool,
+}
+
+impl FinetuneArgs {
+    /// The update rule's configuration.
+    pub fn config(&self) -> RecAdamConfig {
+        match self.optimizer {
+            OptimizerKind::Adamw => RecAdamConfig::adamw(self.lr, self.weight_decay),
+            kind => RecAdamConfig {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                annealing: Annealing::Sigmoid {
+                    k: self.k,
+                    t0: self.t0,
+                },
+                anneal_w: self.w,
+                pretrain_cof: self.gamma,
+                penalty_mode: if kind == OptimizerKind::RecadamCoupled {
+                    PenaltyMode::Coupled
+                } else {
+                    PenaltyMode::Decoupled
+                },
+                ..RecAdamConfig::default()
+            },
+        }
+    }
+
+    /// Total steps for `train_len` examples.
+    pub fn total_steps(&self, train_len: usize) -> u64 {
+        self.steps.unwrap_or_else(|| {
+            let per_epoch = train_len.div_ceil(self.batch_size.max(1)) as f64;
+            (per_epoch * self.epochs).ceil() as u64
+        })
+    }
+
+    fn check(&self) -> Result<(), FinetuneError> {
+        let usage = |m: &str| Err(FinetuneError::Usage(m.into()));
+        if self.batch_size == 0 {
+            return usage("--batch-size must be at least 1");
+        }
+        if self.max_seq_length < 2 {
+            return usage("--max-seq-length must be at least 2 ([CLS] and [SEP])");
+        }
+        if self.steps.is_none() && !self.epochs.is_finite()
+            || self.epochs <= 0.0 && self.steps.is_none()
+        {
+            return usage("--epochs must be positive (or give --steps)");
+        }
+        if self.steps == Some(0) {
+            return usage("--steps must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return usage("--warmup-ratio must be in [0, 1)");
+        }
+        if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
+            return usage("--max-grad-norm must be positive");
+        }
+        if self.threads == Some(0) {
+            return usage("--threads must be at least 1");
+        }
+        self.config()
+            .validate()
+            .map_err(|e| FinetuneError::Usage(e.to_string()))
+    }
+}
+
+fn targets(task: Task, examples: &[&Example]) -> Targets {
+    if task == Task::Stsb {
+        Targets::Values(
+            examples
+                .iter()
+                .map(|e| match e.label {
+                    Label::Score(s) => s,
+                    Label::Class(c) => c as f32,
+                })
+                .collect(),
+        )
+    } else {
+        Targets::Labels(
+            examples
+                .iter()
+                .map(|e| match e.label {
+                    Label::Class(c) => c,
+                    Label::Score(_) => 0,
+                })
+                .collect(),
+        )
+    }
+}
+
+fn scores_json(scores: &Scores) -> serde_json::Map<String, Value> {
+    scores
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect()
+}
+
+/// Whether the folder holds a sentence-transformers model (mean-pooled embeddings are its
+/// product, so their STS-B score measures its pretrained skill).
+pub fn is_sentence_embedding_model(dir: &Path) -> bool {
+    dir.join("modules.json").exists() || dir.join("sentence_bert_config.json").exists()
+}
+
+/// Runs `recadam finetune`.
+pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
+    args.check()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (pretrained, _) = BertWeights::from_folder(&args.model)?;
+    let tokenizer =
+        BertTokenizer::from_file(args.model.join("tokenizer.json"), args.max_seq_length)?;
+    let train = glue::read(&args.data, args.task, Split::Train)?;
+    let dev = glue::read(&args.data, args.task, Split::Dev)?;
+    if train.is_empty() || dev.is_empty() {
+        return Err(FinetuneError::Usage(format!(
+            "{} has no examples",
+            args.data.display()
+        )));
+    }
+    let total = args.total_steps(train.len());
+    let warmup = (total as f64 * args.warmup_ratio) as u64;
+    let theta_star = pretrained.data.clone();
+    let encoder = match args.init {
+        Init::Pretrained => pretrained.clone(),
+        Init::Random => BertWeights::random(pretrained.config.clone(), args.seed ^ 0x494e_4954),
+    };
+    let head = Head::new(args.task.outputs(), encoder.config.hidden_size, args.seed);
+    let model = Classifier { encoder, head };
+    let options = Options {
+        schedule: Box::new(LinearWarmupDecay { warmup, total }),
+        max_grad_norm: Some(args.max_grad_norm),
+        threads,
+        ..Options::new(args.config())
+    };
+    let mut trainer = Trainer::new(model, &theta_star, options, true)?;
+    let run_json = serde_json::to_value(args).unwrap_or_default();
+
+    // The output folder, and where to start.
+    let mut dir = RunDir::open(&args.output, args.json)?;
+    let mut start_step = 0;
+    if args.resume {
+        let Some(ckpt) = dir.latest_checkpoint()? else {
+            return Err(FinetuneError::Usage(format!(
+                "--resume: no checkpoint in {}",
+                args.output.display()
+            )));
+        };
+        let saved: Value = std::fs::read(ckpt.join("run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let differs: Vec<&String> = run_json
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| {
+                !["threads", "output", "eval_every", "log_every", "eval_limit"]
+                    .contains(&k.as_str())
+                    && saved.get(k.as_str()) != Some(v)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if !differs.is_empty() {
+            return Err(FinetuneError::Usage(format!(
+                "--resume: {} differ from the run in {}",
+                differs
+                    .iter()
+                    .map(|k| format!("--{}", k.replace('_', "-")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ckpt.display()
+            )));
+        }
+        load_model(&ckpt.join("model.safetensors"), &mut trainer.model)?;
+        trainer
+            .optimizer_mut()
+            .load_checkpoint(ckpt.join("optimizer.safetensors"))?;
+        start_step = trainer.optimizer().steps();
+        dir.truncate_log_after(start_step)?;
+    } else {
+        std::fs::remove_file(dir.root().join("log.jsonl")).ok();
+        dir = RunDir::open(&args.output, args.json)?;
+        dir.log(
+            &json!({"event": "start", "step": 0, "run": run_json, "total_steps": total,
+                        "train_examples": train.len(), "dev_examples": dev.len()}),
+        )?;
+    }
+
+    let probe = !args.no_forgetting_probe && is_sentence_embedding_model(&args.model);
+    let stsb_dev = if probe {
+        glue::read(&args.data, Task::Stsb, Split::Dev).ok()
+    } else {
+        None
+    };
+    let eval_batch = args.batch_size.max(32);
+    let similarity_before = match &stsb_dev {
+        Some(stsb) => {
+            let original = Classifier {
+                encoder: pretrained,
+                head: trainer.model.head.clone(),
+            };
+            Some(zero_shot_similarity(
+                &original, &tokenizer, stsb, eval_batch, threads,
+            )?)
+        }
+        None => None,
+    };
+
+    let progress = ProgressBar::new(total).with_position(start_step);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    progress.set_prefix(format!("{} {}", args.task, args.optimizer.name()));
+
+    let mut batches = Batches::new(train.len(), args.batch_size, args.seed ^ 0x4241_5443);
+    for _ in 0..start_step {
+        batches.next_rows();
+    }
+    let dev_during: &[Example] = &dev[..args.eval_limit.unwrap_or(dev.len()).min(dev.len())];
+    let started = Instant::now();
+    let (mut loss_sum, mut loss_n, mut tokens) = (0.0f64, 0u64, 0usize);
+    let mut last_log = Instant::now();
+    for step in start_step + 1..=total {
+        let rows = batches.next_rows();
+        let examples: Vec<&Example> = rows.iter().map(|&r| &train[r]).collect();
+        let texts: Vec<(&str, Option<&str>)> = examples
+            .iter()
+            .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+            .collect();
+        let batch = tokenizer.encode(&texts)?;
+        tokens += batch.attention_mask.iter().filter(|&&m| m != 0).count();
+        let log = trainer.step(
+            &batch,
+            &targets(args.task, &examples),
+            args.seed.wrapping_mul(1_000_003) ^ step,
+        )?;
+        loss_sum += f64::from(log.loss);
+        loss_n += 1;
+        progress.set_position(step);
+        if step % args.log_every.max(1) == 0 || step == total {
+            let seconds = last_log.elapsed().as_secs_f64();
+            let loss = loss_sum / loss_n as f64;
+            progress.set_message(format!(
+                "loss {loss:.4} λ {:.3} lr {:.2e} {:.0} tok/s",
+                log.lambda,
+                log.lr,
+                tokens as f64 / seconds
+            ));
+            dir.log(
+                &json!({"event": "train", "step": step, "loss": loss, "lr": log.lr,
+                            "lambda": log.lambda, "grad_norm": log.grad_norm,
+                            "distance": trainer.distance(),
+                            "tokens_per_s": tokens as f64 / seconds}),
+            )?;
+            (loss_sum, loss_n, tokens) = (0.0, 0, 0);
+            last_log = Instant::now();
+        }
+        if args.stop_after == Some(step) && step < total {
+            dir.save_checkpoint(step, &trainer, &run_json)?;
+            progress.finish_and_clear();
+            return Ok(Summary {
+                task: args.task.name().into(),
+                optimizer: args.optimizer.name().into(),
+                init: args.init,
+                seed: args.seed,
+                steps: step,
+                dev: serde_json::Map::new(),
+                main_metric: args.task.main_metric().into(),
+                distance: trainer.distance(),
+                similarity_before,
+                similarity_after: None,
+                seconds: started.elapsed().as_secs_f64(),
+                completed: false,
+            });
+        }
+        let eval_now = args.eval_every > 0 && step % args.eval_every == 0 && step != total;
+        if eval_now {
+            let scores = evaluate(
+                &trainer.model,
+                &tokenizer,
+                args.task,
+                dev_during,
+                eval_batch,
+                threads,
+            )?;
+            let mut line = json!({"event": "eval", "step": step, "distance": trainer.distance()});
+            line["dev"] = Value::Object(scores_json(&scores));
+            dir.log(&line)?;
+            progress.println(format!(
+                "step {step}: dev {} {:.4}",
+                scores[0].0, scores[0].1
+            ));
+            dir.save_checkpoint(step, &trainer, &run_json)?;
+            last_log = Instant::now();
+        }
+    }
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let scores = evaluate(
+        &trainer.model,
+        &tokenizer,
+        args.task,
+        &dev,
+        eval_batch,
+        threads,
+    )?;
+    let distance = trainer.distance();
+    let mut line = json!({"event": "eval", "step": total, "distance": distance});
+    line["dev"] = Value::Object(scores_json(&scores));
+    dir.log(&line)?;
+    dir.save_checkpoint(total, &trainer, &run_json)?;
+    let similarity_after = match &stsb_dev {
+        Some(stsb) => Some(zero_shot_similarity(
+            &trainer.model,
+            &tokenizer,
+            stsb,
+            eval_batch,
+            threads,
+        )?),
+        None => None,
+    };
+    let summary = Summary {
+        task: args.task.name().into(),
+        optimizer: args.optimizer.name().into(),
+        init: args.init,
+        seed: args.seed,
+        steps: total,
+        dev: scores_json(&scores),
+        main_metric: args.task.main_metric().into(),
+        distance,
+        similarity_before,
+        similarity_after,
+        seconds,
+        completed: true,
+    };
+    let mut line = serde_json::to_value(&summary).unwrap_or_default();
+    line["event"] = json!("summary");
+    line["step"] = json!(total);
+    dir.log(&line)?;
+    dir.write(
+        "summary.json",
+        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+    )?;
+    plot_runs(
+        std::slice::from_ref(&args.output),
+        &args.output.join("plot.svg"),
+    )
+    .map_err(FinetuneError::Plot)?;
+    Ok(summary)
+}
+
+/// The summary as a table for people.
+pub fn summary_table(s: &Summary) -> String {
+    let mut rows = vec![
+        ("task".to_string(), s.task.clone()),
+        (
+            "optimizer".into(),
+            format!("{} (init {:?})", s.optimizer, s.init).to_lowercase(),
+        ),
+        ("steps".into(), s.steps.to_string()),
+    ];
+    for (k, v) in &s.dev {
+        rows.push((
+            format!("dev {k}"),
+            format!("{:.4}", v.as_f64().unwrap_or(f64::NAN)),
+        ));
+    }
+    rows.push(("distance to θ*".into(), format!("{:.3}", s.distance)));
+    if let (Some(b), Some(a)) = (s.similarity_before, s.similarity_after) {
+        rows.push((
+            "STS-B zero-shot Spearman".into(),
+            format!("{b:.4} → {a:.4}"),
+        ));
+    }
+    rows.push(("training time".into(), format!("{:.0} s", s.seconds)));
+    if !s.completed {
+        rows.push((
+            "stopped".into(),
+            format!("after step {}: continue with --resume", s.steps),
+        ));
+    }
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("  {k:<width$}  {v}\n"))
+        .collect()
+}
+
+/// Reads a run folder's log lines.
+pub fn read_log(dir: &Path) -> Result<Vec<Value>, String> {
+    let path = dir.join("log.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}, line {}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// `recadam plot DIR...`: training loss, dev metric and distance to θ* of each run, one line
+/// per run, into `out`.
+pub fn plot_runs(dirs: &[PathBuf], out: &Path) -> Result<(), String> {
+    let mut loss = Vec::new();
+    let mut metric = Vec::new();
+    let mut distance = Vec::new();
+    let mut metric_name = String::from("dev metric");
+    for dir in dirs {
+        let log = read_log(dir)?;
+        let run = log
+            .iter()
+            .find(|l| l["event"] == "start")
+            .map(|l| &l["run"]);
+        let label = run.map_or_else(
+            || dir.display().to_string(),
+            |r| {
+                format!(
+                    "{} {} seed {}",
+                    r["optimizer"].as_str().unwrap_or("?"),
+                    r["init"].as_str().unwrap_or(""),
+                    r["seed"]
+                )
+            },
+        );
+        let task = run
+            .and_then(|r| r["task"].as_str())
+            .and_then(|t| t.parse::<Task>().ok());
+        if let Some(task) = task {
+            metric_name = format!("{task} dev {}", task.main_metric());
+        }
+        let series = |event: &str, value: &dyn Fn(&Value) -> Option<f64>| Series {
+            label: label.clone(),
+            points: log
+                .iter()
+                .filter(|l| l["event"] == event)
+                .filter_map(|l| Some((l["step"].as_f64()?, value(l)?)))
+                .collect(),
+        };
+        loss.push(series("train", &|l| l["loss"].as_f64()));
+        let main = task.map_or("accuracy", |t| t.main_metric());
+        metric.push(series("eval", &|l| l["dev"][main].as_f64()));
+        distance.push(series("train", &|l| l["distance"].as_f64()));
+    }
+    write_svg(
+        out,
+        &[
+            Panel {
+                title: "training loss".into(),
+                series: loss,
+            },
+            Panel {
+                title: metric_name,
+                series: metric,
+            },
+            Panel {
+                title: "distance to pretrained θ*".into(),
+                series: distance,
+            },
+        ],
+    )
+}

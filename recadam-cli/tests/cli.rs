@@ -1,0 +1,294 @@
+//! The `recadam` program end to end on a tiny model made by the test: fine-tuning on the real
+//! RTE files with logs, checkpoints and plots, exact resume, evaluation, and the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn glue_dir() -> PathBuf {
+    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "../shared/data/glue")
+}
+
+fn recadam(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_recadam"))
+        .args(args)
+        .output()
+        .expect("run recadam");
+    assert!(
+        out.status.success(),
+        "recadam {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn finetune_args<'a>(model: &'a str, glue: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "finetune",
+        "--model",
+        model,
+        "--task",
+        "RTE",
+        "--data",
+        glue,
+        "--output",
+        out,
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--max-seq-length",
+        "48",
+        "--eval-every",
+        "3",
+        "--log-every",
+        "1",
+        "--eval-limit",
+        "24",
+        "--lr",
+        "1e-3",
+        "--weight-decay",
+        "0.01",
+        "--gamma",
+        "100",
+        "--k",
+        "1",
+        "--t0",
+        "3",
+        "--warmup-ratio",
+        "0.5",
+        "--threads",
+        "1",
+        "--json",
+    ]
+}
+
+fn tiny_model(dir: &Path) -> String {
+    recadam_cli::tiny_model::write(dir, 7).unwrap();
+    dir.to_string_lossy().into_owned()
+}
+
+#[test]
+fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(&tmp.path().join("model"));
+    let glue = glue_dir().to_string_lossy().into_owned();
+    let straight = tmp.path().join("straight").to_string_lossy().into_owned();
+
+    let out = recadam(&finetune_args(&model, &glue, &straight));
+    let lines = json_lines(&out.stdout);
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "train").count(),
+        6,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| **e == "eval").count(),
+        2,
+        "{events:?}"
+    );
+    assert_eq!(events.first(), Some(&"start"));
+    assert_eq!(events.last(), Some(&"summary"));
+    let summary = lines.last().unwrap();
+    let accuracy = summary["dev"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+    // 277 dev examples: the accuracy is a multiple of 1/277.
+    assert!(((accuracy * 277.0) - (accuracy * 277.0).round()).abs() < 1e-9);
+    let train: Vec<&Value> = lines.iter().filter(|l| l["event"] == "train").collect();
+    for (i, l) in train.iter().enumerate() {
+        assert_eq!(l["step"], i as u64 + 1);
+        assert!(l["loss"].as_f64().unwrap().is_finite());
+        assert!(l["lambda"].as_f64().unwrap() > 0.0);
+    }
+    // Step 1's learning rate is 0 (warm-up starts at 0): the encoder has not moved yet.
+    assert_eq!(train[0]["lr"], 0.0);
+    assert_eq!(train[0]["distance"], 0.0);
+    assert!(train[5]["distance"].as_f64().unwrap() > 0.0);
+    // The log file holds the same lines as stdout.
+    let logged = json_lines(&std::fs::read(Path::new(&straight).join("log.jsonl")).unwrap());
+    assert_eq!(logged, lines);
+    let root = Path::new(&straight);
+    assert_eq!(
+        std::fs::read_to_string(root.join("latest")).unwrap(),
+        "checkpoint-000006"
+    );
+    assert!(
+        !root.join("checkpoint-000003").exists(),
+        "older checkpoints are removed"
+    );
+    let svg = std::fs::read_to_string(root.join("plot.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("distance to pretrained"));
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(root.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(saved["dev"], summary["dev"]);
+
+    // Stop after step 2 (a checkpoint), then resume: the same model bits and losses.
+    let resumed = tmp.path().join("resumed").to_string_lossy().into_owned();
+    let mut args = finetune_args(&model, &glue, &resumed);
+    args.extend(["--stop-after", "2"]);
+    recadam(&args);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&resumed).join("latest")).unwrap(),
+        "checkpoint-000002"
+    );
+    let mut args = finetune_args(&model, &glue, &resumed);
+    args.push("--resume");
+    let out = recadam(&args);
+    let again = json_lines(&out.stdout);
+    let model_bytes = |dir: &str| {
+        std::fs::read(Path::new(dir).join("checkpoint-000006/model.safetensors")).unwrap()
+    };
+    assert!(
+        model_bytes(&straight) == model_bytes(&resumed),
+        "resume changed the weights"
+    );
+    let optimizer_bytes = |dir: &str| {
+        std::fs::read(Path::new(dir).join("checkpoint-000006/optimizer.safetensors")).unwrap()
+    };
+    // The optimizer's checkpoints hold the same tensors and metadata (the header's key order
+    // may differ: the metadata is a hash map).
+    let (a, b) = (optimizer_bytes(&straight), optimizer_bytes(&resumed));
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&a).unwrap(),
+        safetensors::SafeTensors::deserialize(&b).unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (name, t) in a.tensors() {
+        assert!(
+            t.data() == b.tensor(&name).unwrap().data(),
+            "{name} differs"
+        );
+    }
+    let metadata = |bytes: &[u8]| safetensors::SafeTensors::read_metadata(bytes).unwrap().1;
+    assert_eq!(
+        metadata(&optimizer_bytes(&straight)).metadata(),
+        metadata(&optimizer_bytes(&resumed)).metadata()
+    );
+    let losses = |ls: &[Value]| -> Vec<(u64, f64)> {
+        ls.iter()
+            .filter(|l| l["event"] == "train")
+            .map(|l| (l["step"].as_u64().unwrap(), l["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(losses(&again), losses(&lines)[2..].to_vec());
+    // The resumed log file has every step once.
+    let log = json_lines(&std::fs::read(Path::new(&resumed).join("log.jsonl")).unwrap());
+    assert_eq!(losses(&log), losses(&lines));
+
+    // Resuming under other settings is refused, naming the option.
+    let mut args = finetune_args(&model, &glue, &resumed);
+    args.extend(["--resume", "--seed", "9"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_recadam"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
+
+    // `recadam eval` scores the run's checkpoint as the run did.
+    let out = recadam(&[
+        "eval",
+        "--model",
+        &model,
+        "--task",
+        "RTE",
+        "--data",
+        &glue,
+        "--run",
+        &straight,
+        "--batch-size",
+        "32",
+        "--max-seq-length",
+        "48",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    let eval = json_lines(&out.stdout);
+    assert_eq!(eval[0]["dev"]["accuracy"], summary["dev"]["accuracy"]);
+
+    // `recadam plot` puts both runs on shared axes.
+    let svg = tmp.path().join("both.svg");
+    recadam(&[
+        "plot",
+        &straight,
+        &resumed,
+        "--output",
+        &svg.to_string_lossy(),
+    ]);
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("RTE dev accuracy"), "titles name the metric");
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(&tmp.path().join("model"));
+    let glue = glue_dir().to_string_lossy().into_owned();
+    let out_dir = tmp.path().join("out").to_string_lossy().into_owned();
+    let fails = |extra: &[&str], expect: &str| {
+        // Each extra option replaces the default one's value, or is added.
+        let mut args = finetune_args(&model, &glue, &out_dir);
+        for pair in extra.chunks(2) {
+            match args.iter().position(|a| *a == pair[0]) {
+                Some(i) if pair.len() == 2 => args[i + 1] = pair[1],
+                _ => args.extend(pair),
+            }
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_recadam"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && err.contains(expect),
+            "{extra:?}: {err}"
+        );
+    };
+    // lr·γ = 5: the penalty step would diverge; the message says which option.
+    fails(&["--lr", "1e-3", "--gamma", "5000"], "lr");
+    fails(&["--batch-size", "0"], "--batch-size");
+    fails(&["--task", "QNLI"], "QNLI");
+    fails(&["--data", "/nonexistent"], "RTE/train.tsv");
+    let elsewhere = format!("{out_dir}-none");
+    fails(&["--output", &elsewhere, "--resume"], "no checkpoint");
+}
+
+#[test]
+fn demo_json_has_the_promised_fields_and_recadam_forgets_less() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = recadam(&["demo", "--json", "--output", &tmp.path().to_string_lossy()]);
+    let runs = json_lines(&out.stdout);
+    assert_eq!(runs.len(), 2);
+    for (run, name) in runs.iter().zip(["adamw", "recadam"]) {
+        assert_eq!(run["optimizer"], name);
+        assert_eq!(run["seed"], 0);
+        for field in [
+            "target_metric",
+            "source_metric_before",
+            "source_metric_after",
+            "distance",
+        ] {
+            assert!(
+                run[field].as_f64().is_some_and(f64::is_finite),
+                "{field}: {run}"
+            );
+        }
+        assert_eq!(run["source_metric_before"], runs[0]["source_metric_before"]);
+    }
+    // The demo's point, for its default seed: RecAdam keeps more of the source task and stays
+    // closer to the pretrained weights.
+    let after = |i: usize| runs[i]["source_metric_after"].as_f64().unwrap();
+    assert!(after(1) > after(0), "{runs:?}");
+    assert!(runs[1]["distance"].as_f64() < runs[0]["distance"].as_f64());
+    assert!(tmp.path().join("demo-seed0.svg").exists());
+}
