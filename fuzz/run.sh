@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 target="${1:-all}"
 seconds="${2:-60}"
-targets=(update_differential config checkpoint_load safetensors_model tokenizer_input)
+targets=(update_differential config checkpoint_load safetensors_model tokenizer_input glue_tsv)
 [ "$target" = all ] || targets=("$target")
 for t in "${targets[@]}"; do
   flags=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
@@ -16,6 +16,8 @@ for t in "${targets[@]}"; do
     checkpoint_load) flags+=(-dict=dict/checkpoint_load.dict -malloc_limit_mb=32) ;;
     # Model files are small in the corpus: the tiny model is a few kB.
     safetensors_model) flags+=(-dict=dict/safetensors_model.dict -malloc_limit_mb=32) ;;
+    # GLUE files: tabs, line breaks, a BOM and quotes are what matters.
+    glue_tsv) flags+=(-dict=dict/glue_tsv.dict -malloc_limit_mb=64) ;;
   esac
   mkdir -p "corpus-run/$t"
   echo "=== fuzz $t for ${seconds}s"

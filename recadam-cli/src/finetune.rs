@@ -383,8 +383,7 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
         start_step = trainer.optimizer().steps();
         dir.truncate_log_after(start_step)?;
     } else {
-        std::fs::remove_file(dir.root().join("log.jsonl")).ok();
-        dir = RunDir::open(&args.output, args.json)?;
+        dir.clear()?;
         dir.log(
             &json!({"event": "start", "step": 0, "run": run_json, "total_steps": total,
                         "train_examples": train.len(), "dev_examples": dev.len()}),

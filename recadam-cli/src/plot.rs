@@ -69,6 +69,7 @@ pub fn write_svg(path: &Path, panels: &[Panel]) -> Result<(), String> {
         chart
             .configure_mesh()
             .x_desc("step")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .light_line_style(WHITE)
             .draw()
             .map_err(|e| error(&e))?;

@@ -73,6 +73,27 @@ impl RunDir {
         Ok(RunDir { root, log, echo })
     }
 
+    /// Starts the folder afresh: removes what an earlier run wrote there (its log, checkpoints,
+    /// `latest`, summary and plot; nothing else), so that `--resume` can never pick up another
+    /// run's checkpoint.
+    pub fn clear(&mut self) -> Result<(), RunError> {
+        for entry in std::fs::read_dir(&self.root)
+            .map_err(io(&self.root))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with("checkpoint-") {
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            } else if ["latest", "summary.json", "plot.svg"].contains(&name.as_str()) {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        let path = self.root.join("log.jsonl");
+        self.log.set_len(0).map_err(io(&path))?;
+        Ok(())
+    }
+
     /// The folder.
     pub fn root(&self) -> &Path {
         &self.root

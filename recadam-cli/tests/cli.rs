@@ -194,6 +194,19 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
 
+    // A fresh run in a used folder starts afresh: the old checkpoints and log are gone.
+    let mut args = finetune_args(&model, &glue, &resumed);
+    args.extend(["--stop-after", "1"]);
+    recadam(&args);
+    let root = Path::new(&resumed);
+    assert_eq!(
+        std::fs::read_to_string(root.join("latest")).unwrap(),
+        "checkpoint-000001"
+    );
+    assert!(!root.join("checkpoint-000006").exists() && !root.join("summary.json").exists());
+    let log = json_lines(&std::fs::read(root.join("log.jsonl")).unwrap());
+    assert_eq!(losses(&log), losses(&lines)[..1].to_vec());
+
     // `recadam eval` scores the run's checkpoint as the run did.
     let out = recadam(&[
         "eval",

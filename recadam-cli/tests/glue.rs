@@ -138,3 +138,19 @@ fn task_names_parse_in_any_case() {
     }
     assert!("QNLI".parse::<Task>().unwrap_err().contains("QNLI"));
 }
+
+#[test]
+fn the_fuzz_seeds_are_valid_files_of_their_task() {
+    // fuzz/corpus/glue_tsv: the first byte picks the task, as in the fuzz target.
+    let dir = recadam_testkit::workspace_root().join("fuzz/corpus/glue_tsv");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let task = Task::ALL[usize::from(bytes[0]) % Task::ALL.len()];
+        let examples = glue::parse(&bytes[1..], task, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(examples.len() >= 2, "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= Task::ALL.len());
+}
