@@ -38,6 +38,25 @@ fn by_length(texts: &[(&str, Option<&str>)]) -> Vec<usize> {
     order
 }
 
+/// Runs `run` over `texts` in batches of `batch` texts of similar length and puts its `width`
+/// outputs per text back in the texts' order.
+fn batched(
+    texts: &[(&str, Option<&str>)],
+    batch: usize,
+    width: usize,
+    mut run: impl FnMut(&[(&str, Option<&str>)]) -> Result<Vec<f32>, ModelError>,
+) -> Result<Vec<f32>, ModelError> {
+    let mut out = vec![0.0f32; texts.len() * width];
+    for rows in by_length(texts).chunks(batch.max(1)) {
+        let inputs: Vec<_> = rows.iter().map(|&i| texts[i]).collect();
+        let values = run(&inputs)?;
+        for (&i, row) in rows.iter().zip(values.chunks_exact(width)) {
+            out[i * width..(i + 1) * width].copy_from_slice(row);
+        }
+    }
+    Ok(out)
+}
+
 /// The head's outputs for every example, `[examples, outputs]`, in the examples' order.
 pub fn predict(
     model: &Classifier,
@@ -50,16 +69,21 @@ pub fn predict(
         .iter()
         .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
         .collect();
-    let outputs = model.head.bias.len();
-    let mut logits = vec![0.0f32; examples.len() * outputs];
-    for rows in by_length(&texts).chunks(batch.max(1)) {
-        let inputs: Vec<_> = rows.iter().map(|&i| texts[i]).collect();
-        let out = model.logits(&tokenizer.encode(&inputs)?, threads)?;
-        for (&i, row) in rows.iter().zip(out.chunks_exact(outputs)) {
-            logits[i * outputs..(i + 1) * outputs].copy_from_slice(row);
-        }
-    }
-    Ok(logits)
+    batched(&texts, batch, model.head.bias.len(), |inputs| {
+        model.logits(&tokenizer.encode(inputs)?, threads)
+    })
+}
+
+/// The gold similarity scores of STS-B examples.
+fn gold_scores(task: Task, examples: &[Example]) -> Result<Vec<f64>, EvalError> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(index, e)| match e.label {
+            Label::Score(s) => Ok(f64::from(s)),
+            label => Err(EvalError::Label { task, index, label }),
+        })
+        .collect()
 }
 
 /// The task's metrics from the head's outputs: accuracy (and F1 for MRPC, MCC for CoLA), or
@@ -68,14 +92,7 @@ pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores,
     let outputs = task.outputs();
     if task == Task::Stsb {
         let pred: Vec<f64> = logits.iter().map(|&x| f64::from(x)).collect();
-        let gold = examples
-            .iter()
-            .enumerate()
-            .map(|(index, e)| match e.label {
-                Label::Score(s) => Ok(f64::from(s)),
-                label => Err(EvalError::Label { task, index, label }),
-            })
-            .collect::<Result<Vec<f64>, _>>()?;
+        let gold = gold_scores(task, examples)?;
         return Ok(vec![
             ("spearman", metrics::spearman(&pred, &gold)?),
             ("pearson", metrics::pearson(&pred, &gold)?),
@@ -143,17 +160,11 @@ pub fn zero_shot_similarity(
     threads: usize,
 ) -> Result<f64, EvalError> {
     let h = model.encoder.config.hidden_size;
-    let embed = |texts: Vec<&str>| -> Result<Vec<f32>, EvalError> {
+    let embed = |texts: Vec<&str>| {
         let singles: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (*t, None)).collect();
-        let mut out = vec![0.0f32; texts.len() * h];
-        for rows in by_length(&singles).chunks(batch.max(1)) {
-            let inputs: Vec<_> = rows.iter().map(|&i| singles[i]).collect();
-            let e = model.mean_pooled(&tokenizer.encode(&inputs)?, threads)?;
-            for (&i, row) in rows.iter().zip(e.chunks_exact(h)) {
-                out[i * h..(i + 1) * h].copy_from_slice(row);
-            }
-        }
-        Ok(out)
+        batched(&singles, batch, h, |inputs| {
+            model.mean_pooled(&tokenizer.encode(inputs)?, threads)
+        })
     };
     let a = embed(stsb.iter().map(|e| e.text_a.as_str()).collect())?;
     let b = embed(
@@ -166,17 +177,6 @@ pub fn zero_shot_similarity(
         .zip(b.chunks_exact(h))
         .map(|(x, y)| cosine(x, y))
         .collect();
-    let gold = stsb
-        .iter()
-        .enumerate()
-        .map(|(index, e)| match e.label {
-            Label::Score(s) => Ok(f64::from(s)),
-            label => Err(EvalError::Label {
-                task: Task::Stsb,
-                index,
-                label,
-            }),
-        })
-        .collect::<Result<Vec<f64>, _>>()?;
+    let gold = gold_scores(Task::Stsb, stsb)?;
     Ok(metrics::spearman(&sims, &gold)?)
 }
