@@ -48,7 +48,7 @@ struct DemoArgs {
     /// Where the plot and the runs' JSON go.
     #[arg(long, default_value = "runs/demo")]
     output: PathBuf,
-    /// Threads (default: every core).
+    /// Threads (default 1: the demo's model is too small for more to pay).
     #[arg(long)]
     threads: Option<usize>,
 }

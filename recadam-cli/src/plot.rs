@@ -88,8 +88,23 @@ pub fn write_svg(path: &Path, panels: &[Panel]) -> Result<(), String> {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
         }
+        // The legend goes in the right-hand corner that the lines cross least.
+        let crowded = |top: bool| {
+            points()
+                .filter(|(x, y)| {
+                    let (fx, fy) = ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0));
+                    fx > 0.55 && if top { fy > 0.6 } else { fy < 0.4 }
+                })
+                .count()
+        };
+        let corner = if crowded(true) <= crowded(false) {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        };
         chart
             .configure_series_labels()
+            .position(corner)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
