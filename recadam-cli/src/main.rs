@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pretrain a small BERT on a synthetic task, fine-tune it on another with AdamW and with
-    /// RecAdam, and measure what each forgot (the default command; about a minute on 2 cores).
+    /// RecAdam, and measure what each forgot (the default command; about 25 seconds).
     Demo(DemoArgs),
     /// Fine-tune a pretrained BERT on a GLUE task.
     Finetune(Box<FinetuneArgs>),
