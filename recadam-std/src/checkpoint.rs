@@ -243,26 +243,21 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             source,
         };
         let (tensors, metadata) = self.contents();
-        let tmp = temporary_path(path);
-        let written = safetensors::tensor::serialize_to_file(tensors, Some(metadata), &tmp)
-            .map_err(|e| match e {
-                safetensors::SafeTensorError::IoError(source) => io(source),
-                other => CheckpointError::Container {
-                    path: tmp.clone(),
-                    reason: other.to_string(),
-                },
-            })
-            .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(io))
-            .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written?;
-        // Make the rename itself durable.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
-        Ok(())
+        Ok(write_through_temporary(
+            path,
+            |tmp| {
+                safetensors::tensor::serialize_to_file(tensors, Some(metadata), tmp).map_err(|e| {
+                    match e {
+                        safetensors::SafeTensorError::IoError(source) => io(source),
+                        other => CheckpointError::Container {
+                            path: tmp.to_path_buf(),
+                            reason: other.to_string(),
+                        },
+                    }
+                })
+            },
+            io,
+        )?)
     }
 
     /// Loads the state saved by [`Optimizer::save_checkpoint`] into this optimizer, which must
@@ -438,17 +433,27 @@ struct Decoded<T> {
 /// the folder. A crash leaves either the old file or the new one, never a mix. (The same
 /// sequence as [`Optimizer::save_checkpoint`], for the other files of a run.)
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()> {
-    let path = path.as_ref();
+    write_through_temporary(path.as_ref(), |tmp| std::fs::write(tmp, bytes), |e| e)
+}
+
+/// The atomic write: `write` fills a temporary file beside `path`, which is fsynced and renamed
+/// over `path`, then the folder is fsynced so that the rename itself is durable. On an error the
+/// temporary file is removed and `path` is untouched. `io` wraps the I/O errors of those steps.
+fn write_through_temporary<E>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+    io: impl Fn(std::io::Error) -> E,
+) -> Result<(), E> {
     let tmp = temporary_path(path);
-    let written = std::fs::write(&tmp, bytes)
-        .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let written = write(&tmp)
+        .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(&io))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(&io));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir).and_then(|d| d.sync_all())?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(&io)?;
     }
     Ok(())
 }
