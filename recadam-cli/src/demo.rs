@@ -10,6 +10,8 @@ use recadam_core::{Annealing, RecAdamConfig};
 use recadam_std::bert::{BertWeights, Head, Rng, Targets};
 use recadam_std::{LinearWarmupDecay, Options};
 
+use crate::evaluate::predicted_classes;
+use crate::metrics;
 use crate::synthetic::{model_config, Dataset, SyntheticTask};
 use crate::trainer::{Classifier, TrainError, Trainer};
 
@@ -102,19 +104,13 @@ pub struct DemoRun {
 
 /// Accuracy of `model` on `data`.
 pub fn accuracy(model: &Classifier, data: &Dataset, threads: usize) -> Result<f64, TrainError> {
-    let classes = model.head.bias.len();
     let rows: Vec<usize> = (0..data.len()).collect();
-    let mut right = 0usize;
+    let mut predicted = Vec::with_capacity(data.len());
     for chunk in rows.chunks(256) {
         let logits = model.logits(&data.batch(chunk), threads)?;
-        for (row, &r) in logits.chunks_exact(classes).zip(chunk) {
-            let pred = (0..classes)
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap_or(0);
-            right += usize::from(pred == data.labels[r]);
-        }
+        predicted.extend(predicted_classes(&logits, model.head.bias.len()));
     }
-    Ok(right as f64 / data.len().max(1) as f64)
+    Ok(metrics::accuracy(&predicted, &data.labels).unwrap_or(0.0))
 }
 
 /// A batch order: every epoch a new permutation of the training set, from `seed`.

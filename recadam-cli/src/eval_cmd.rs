@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use recadam_std::bert::{BertTokenizer, BertWeights, Head};
 use serde_json::json;
 
-use crate::evaluate::{evaluate, zero_shot_similarity};
-use crate::finetune::is_sentence_embedding_model;
+use crate::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
 use crate::glue::{self, Split, Task};
 use crate::run_dir::{load_model, RunDir};
 use crate::trainer::Classifier;
@@ -78,22 +77,15 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         threads,
     )
     .map_err(|e| e.to_string())?;
-    let similarity = if is_sentence_embedding_model(&args.model) {
-        match glue::read(&args.data, Task::Stsb, Split::Dev) {
-            Ok(stsb) => Some(
-                zero_shot_similarity(&model, &tokenizer, &stsb, args.batch_size, threads)
-                    .map_err(|e| e.to_string())?,
-            ),
-            Err(_) => None,
-        }
-    } else {
-        None
+    let similarity = match similarity_probe(&args.model, &args.data) {
+        Some(stsb) => Some(
+            zero_shot_similarity(&model, &tokenizer, &stsb, args.batch_size, threads)
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
     };
     if args.json {
-        let dev: serde_json::Map<String, serde_json::Value> = scores
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
+        let dev = scores_to_json(&scores);
         println!(
             "{}",
             json!({"task": args.task.name(), "model": source, "dev": dev, "zero_shot_stsb_spearman": similarity})

@@ -1,6 +1,8 @@
 //! Scoring a fine-tuned model on a GLUE split, and the zero-shot sentence-similarity score of its
 //! embeddings (how much of a sentence-embedding model's skill survived fine-tuning).
 
+use std::path::Path;
+
 use recadam_std::bert::{BertTokenizer, ModelError};
 
 use crate::glue::{Example, Label, Task};
@@ -30,6 +32,30 @@ pub enum EvalError {
 
 /// Named scores, the task's main metric first.
 pub type Scores = Vec<(&'static str, f64)>;
+
+/// The scores as a JSON object, by name.
+pub fn scores_to_json(scores: &Scores) -> serde_json::Map<String, serde_json::Value> {
+    scores
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect()
+}
+
+/// Whether the folder holds a sentence-transformers model (mean-pooled embeddings are its
+/// product, so their STS-B score measures its pretrained skill).
+pub fn is_sentence_embedding_model(dir: &Path) -> bool {
+    dir.join("modules.json").exists() || dir.join("sentence_bert_config.json").exists()
+}
+
+/// The STS-B dev examples for the zero-shot similarity probe: `None` unless the model is a
+/// sentence-embedding model and the GLUE folder has STS-B.
+pub fn similarity_probe(model_dir: &Path, glue_dir: &Path) -> Option<Vec<Example>> {
+    if is_sentence_embedding_model(model_dir) {
+        crate::glue::read(glue_dir, Task::Stsb, crate::glue::Split::Dev).ok()
+    } else {
+        None
+    }
+}
 
 /// Examples in order of length, so that each batch pads little (scores do not depend on order).
 fn by_length(texts: &[(&str, Option<&str>)]) -> Vec<usize> {
@@ -86,6 +112,18 @@ fn gold_scores(task: Task, examples: &[Example]) -> Result<Vec<f64>, EvalError> 
         .collect()
 }
 
+/// The class of each row of `logits` (`[rows, classes]`): the index of its largest value.
+pub fn predicted_classes(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks_exact(classes.max(1))
+        .map(|row| {
+            (0..row.len())
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
 /// The task's metrics from the head's outputs: accuracy (and F1 for MRPC, MCC for CoLA), or
 /// Spearman and Pearson for STS-B. The main metric ([`Task::main_metric`]) comes first.
 pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores, EvalError> {
@@ -98,14 +136,7 @@ pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores,
             ("pearson", metrics::pearson(&pred, &gold)?),
         ]);
     }
-    let pred: Vec<usize> = logits
-        .chunks_exact(outputs)
-        .map(|row| {
-            (0..outputs)
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap_or(0)
-        })
-        .collect();
+    let pred = predicted_classes(logits, outputs);
     let gold = examples
         .iter()
         .enumerate()

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::demo::Batches;
-use crate::evaluate::{evaluate, zero_shot_similarity, Scores};
+use crate::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
 use crate::glue::{self, Example, Label, Split, Task};
 use crate::plot::{write_svg, Panel, Series};
 use crate::run_dir::{load_model, RunDir};
@@ -292,19 +292,6 @@ fn targets(task: Task, examples: &[&Example]) -> Targets {
     }
 }
 
-fn scores_json(scores: &Scores) -> serde_json::Map<String, Value> {
-    scores
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect()
-}
-
-/// Whether the folder holds a sentence-transformers model (mean-pooled embeddings are its
-/// product, so their STS-B score measures its pretrained skill).
-pub fn is_sentence_embedding_model(dir: &Path) -> bool {
-    dir.join("modules.json").exists() || dir.join("sentence_bert_config.json").exists()
-}
-
 /// Runs `recadam finetune`.
 pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
     args.check()?;
@@ -390,11 +377,10 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
         )?;
     }
 
-    let probe = !args.no_forgetting_probe && is_sentence_embedding_model(&args.model);
-    let stsb_dev = if probe {
-        glue::read(&args.data, Task::Stsb, Split::Dev).ok()
-    } else {
+    let stsb_dev = if args.no_forgetting_probe {
         None
+    } else {
+        similarity_probe(&args.model, &args.data)
     };
     let eval_batch = args.batch_size.max(32);
     let similarity_before = match &stsb_dev {
@@ -408,6 +394,22 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
             )?)
         }
         None => None,
+    };
+
+    // What every summary of this run says; the figures are filled in where it ends.
+    let summary_of_run = Summary {
+        task: args.task.name().into(),
+        optimizer: args.optimizer.name().into(),
+        init: args.init,
+        seed: args.seed,
+        steps: 0,
+        dev: serde_json::Map::new(),
+        main_metric: args.task.main_metric().into(),
+        distance: 0.0,
+        similarity_before,
+        similarity_after: None,
+        seconds: 0.0,
+        completed: false,
     };
 
     let progress = ProgressBar::new(total).with_position(start_step);
@@ -467,18 +469,11 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
             dir.save_checkpoint(step, &trainer, &run_json)?;
             progress.finish_and_clear();
             return Ok(Summary {
-                task: args.task.name().into(),
-                optimizer: args.optimizer.name().into(),
-                init: args.init,
-                seed: args.seed,
                 steps: step,
-                dev: serde_json::Map::new(),
-                main_metric: args.task.main_metric().into(),
                 distance: trainer.distance(),
-                similarity_before,
-                similarity_after: None,
                 seconds: started.elapsed().as_secs_f64(),
                 completed: false,
+                ..summary_of_run
             });
         }
         let eval_now = args.eval_every > 0 && step % args.eval_every == 0 && step != total;
@@ -492,7 +487,7 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
                 threads,
             )?;
             let mut line = json!({"event": "eval", "step": step, "distance": trainer.distance()});
-            line["dev"] = Value::Object(scores_json(&scores));
+            line["dev"] = Value::Object(scores_to_json(&scores));
             dir.log(&line)?;
             progress.println(format!(
                 "step {step}: dev {} {:.4}",
@@ -514,7 +509,7 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
     )?;
     let distance = trainer.distance();
     let mut line = json!({"event": "eval", "step": total, "distance": distance});
-    line["dev"] = Value::Object(scores_json(&scores));
+    line["dev"] = Value::Object(scores_to_json(&scores));
     dir.log(&line)?;
     dir.save_checkpoint(total, &trainer, &run_json)?;
     let similarity_after = match &stsb_dev {
@@ -528,18 +523,13 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
         None => None,
     };
     let summary = Summary {
-        task: args.task.name().into(),
-        optimizer: args.optimizer.name().into(),
-        init: args.init,
-        seed: args.seed,
         steps: total,
-        dev: scores_json(&scores),
-        main_metric: args.task.main_metric().into(),
+        dev: scores_to_json(&scores),
         distance,
-        similarity_before,
         similarity_after,
         seconds,
         completed: true,
+        ..summary_of_run
     };
     let mut line = serde_json::to_value(&summary).unwrap_or_default();
     line["event"] = json!("summary");

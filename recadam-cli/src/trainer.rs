@@ -185,11 +185,12 @@ impl<'p> Trainer<'p> {
             self.threads,
         );
         drop(cache);
-        let layout = self.model.encoder.layout.clone();
-        let mut params: Vec<ParamMut<'_, f32>> = layout
-            .split_mut(&mut self.model.encoder.data)
+        let encoder = &mut self.model.encoder;
+        let mut params: Vec<ParamMut<'_, f32>> = encoder
+            .layout
+            .split_mut(&mut encoder.data)
             .into_iter()
-            .zip(layout.split_mut(&mut self.grads))
+            .zip(encoder.layout.split_mut(&mut self.grads))
             .zip(&self.names)
             .map(|(((_, value), (_, grad)), name)| ParamMut {
                 name: name.as_str(),
