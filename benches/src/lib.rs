@@ -95,6 +95,63 @@ pub fn time_per_call(mut f: impl FnMut(), batch: Duration, batches: usize) -> f6
     samples[samples.len() / 2]
 }
 
+/// Several functions timed in alternation: see [`time_interleaved`].
+#[derive(Clone, Debug)]
+pub struct Interleaved {
+    /// Median seconds per call of each function.
+    pub seconds: Vec<f64>,
+    /// For each function k, the median over rounds of (k's time / the first function's time)
+    /// within a round: the first function's speed relative to k's (1.0 for k = 0).
+    pub relative_speed: Vec<f64>,
+}
+
+/// Times `fs` in alternating batches of about `batch` each, forwards then backwards (0 1 2,
+/// 2 1 0, …), for `rounds` rounds. A shared host's memory bandwidth drifts by 10% and more
+/// within a minute; ratios taken within one round see the same machine on every side, where
+/// medians taken seconds apart need not.
+pub fn time_interleaved(
+    fs: &mut [&mut dyn FnMut()],
+    batch: Duration,
+    rounds: usize,
+) -> Interleaved {
+    let calls: Vec<usize> = fs
+        .iter_mut()
+        .map(|f| {
+            f(); // warm the caches and the page tables
+            let start = Instant::now();
+            f();
+            let once = start.elapsed().as_secs_f64().max(1e-9);
+            ((batch.as_secs_f64() / once).ceil() as usize).max(1)
+        })
+        .collect();
+    let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
+    for round in 0..rounds.max(1) {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..fs.len()).collect()
+        } else {
+            (0..fs.len()).rev().collect()
+        };
+        for k in order {
+            let start = Instant::now();
+            for _ in 0..calls[k] {
+                fs[k]();
+            }
+            samples[k].push(start.elapsed().as_secs_f64() / calls[k] as f64);
+        }
+    }
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    Interleaved {
+        seconds: samples.iter().map(|s| median(s.clone())).collect(),
+        relative_speed: samples
+            .iter()
+            .map(|s| median(s.iter().zip(&samples[0]).map(|(t, t0)| t / t0).collect()))
+            .collect(),
+    }
+}
+
 extern "C" {
     fn recadam_c_update(
         p: *mut f32,
@@ -161,4 +218,29 @@ pub fn time_stream(kernel: Kernel, b: &mut Buffers, batch: Duration, batches: us
 /// GB/s for `n` f32 parameters updated in `seconds`.
 pub fn gbps(n: usize, seconds: f64) -> f64 {
     n as f64 * BYTES_PER_PARAM_F32 / seconds / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_runs_every_function_in_every_round() {
+        let (mut a_calls, mut b_calls) = (0usize, 0usize);
+        let mut order = Vec::new();
+        let log = std::cell::RefCell::new(&mut order);
+        let mut a = || {
+            a_calls += 1;
+            log.borrow_mut().push('a');
+        };
+        let mut b = || {
+            b_calls += 1;
+            log.borrow_mut().push('b');
+        };
+        let timing = time_interleaved(&mut [&mut a, &mut b], Duration::ZERO, 4);
+        assert_eq!((a_calls, b_calls), (2 + 4, 2 + 4));
+        assert_eq!(order.iter().collect::<String>(), "aabbabbaabba");
+        assert_eq!(timing.seconds.len(), 2);
+        assert_eq!(timing.relative_speed[0], 1.0);
+    }
 }

@@ -5,13 +5,17 @@
 //!     cargo run --release -p benches --bin optimizer -- --json
 //!
 //! One JSON object per thread count: `n`, `threads`, `ns_per_param`, `gbps`, `limit_gbps`,
-//! `ratio` (GB/s count the update's 32 bytes per parameter; the step also reads the gradients
-//! once more for the guard and the norm).
+//! `ratio`, and `ratio_to_two_reads`. GB/s count the update's 32 bytes per parameter. The step
+//! also reads the gradients once more before the update, for the guard and the norm, so
+//! `ratio_to_two_reads` compares it with the stream followed by one read of the gradients: the
+//! memory traffic of the step itself. The three are timed in alternating batches and each
+//! ratio is the median of the ratios within a round (see `benches::time_interleaved`).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::time::Duration;
 
-use benches::{gbps, time_per_call};
+use benches::{gbps, time_interleaved};
 use recadam_core::{Annealing, RecAdamConfig, Slices};
 use recadam_simd::Kernel;
 use recadam_std::{align_up, Group, NonFiniteGuard, Optimizer, Options, ParamMut};
@@ -134,6 +138,36 @@ fn stream(kernel: Kernel, m: &mut Model, state: &mut [(Vec<f32>, Vec<f32>)], thr
     });
 }
 
+/// One read of every gradient, split over `threads` as the optimizer's guard pass is: the
+/// memory traffic a step adds to the stream's when it needs the gradients before the update.
+fn read_grads(kernel: Kernel, grads: &[Vec<f32>], threads: usize) {
+    let total: usize = grads.iter().map(Vec::len).sum();
+    let quota = align_up(total.div_ceil(threads));
+    let mut parts: Vec<Vec<&[f32]>> = vec![Vec::new()];
+    let mut room = quota;
+    for g in grads {
+        let mut g = g.as_slice();
+        while !g.is_empty() {
+            if room == 0 {
+                parts.push(Vec::new());
+                room = quota;
+            }
+            let (head, tail) = g.split_at(room.min(g.len()));
+            parts.last_mut().unwrap().push(head);
+            room -= head.len();
+            g = tail;
+        }
+    }
+    std::thread::scope(|scope| {
+        for part in parts {
+            scope.spawn(move || {
+                let sum: f64 = part.iter().map(|g| kernel.grad_stats(g).sum_squares).sum();
+                std::hint::black_box(sum);
+            });
+        }
+    });
+}
+
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let total = 1usize << 27;
@@ -186,40 +220,49 @@ fn main() {
             opt.register(name, pp.len(), Some(Cow::Borrowed(pp)))
                 .unwrap();
         }
-        let step_time = time_per_call(
-            || {
-                let mut params: Vec<ParamMut<'_, f32>> = m
-                    .names
-                    .iter()
-                    .zip(m.values.iter_mut())
-                    .zip(&m.grads)
-                    .map(|((name, value), grad)| ParamMut { name, value, grad })
-                    .collect();
-                opt.step(&mut params).unwrap();
-            },
-            Duration::from_millis(400),
-            5,
+        let mut step = || {
+            let mut params: Vec<ParamMut<'_, f32>> = m
+                .names
+                .iter()
+                .zip(m.values.iter_mut())
+                .zip(&m.grads)
+                .map(|((name, value), grad)| ParamMut { name, value, grad })
+                .collect();
+            opt.step(&mut params).unwrap();
+        };
+        let limit_buffers = RefCell::new((&mut limit_model, &mut limit_state));
+        let limit = || {
+            let (model, state) = &mut *limit_buffers.borrow_mut();
+            stream(kernel, model, state, threads)
+        };
+        let mut limit_alone = limit;
+        let mut limit_and_read = || {
+            limit();
+            read_grads(kernel, &m.grads, threads);
+        };
+        let timing = time_interleaved(
+            &mut [&mut step, &mut limit_alone, &mut limit_and_read],
+            Duration::from_millis(300),
+            9,
         );
-        let limit = time_per_call(
-            || stream(kernel, &mut limit_model, &mut limit_state, threads),
-            Duration::from_millis(400),
-            5,
-        );
-        let (g, lg) = (gbps(total, step_time), gbps(total, limit));
+        let step_time = timing.seconds[0];
+        let (g, lg) = (gbps(total, step_time), gbps(total, timing.seconds[1]));
+        let (ratio, ratio_to_two_reads) = (timing.relative_speed[1], timing.relative_speed[2]);
         if json {
             println!(
                 "{}",
                 json!({
                     "n": total, "threads": threads, "ns_per_param": step_time * 1e9 / total as f64,
-                    "gbps": g, "limit_gbps": lg, "ratio": g / lg, "backend": kernel.backend().name(),
+                    "gbps": g, "limit_gbps": lg, "ratio": ratio,
+                    "ratio_to_two_reads": ratio_to_two_reads, "backend": kernel.backend().name(),
                 })
             );
         } else {
             println!(
-                "threads {threads}: {:.1} ms/step, {:.3} ns/param, {g:.1} GB/s, limit {lg:.1} GB/s, ratio {:.3}",
+                "threads {threads}: {:.1} ms/step, {:.3} ns/param, {g:.1} GB/s, limit {lg:.1} GB/s, \
+                 ratio {ratio:.3}, ratio to the limit plus a read of the gradients {ratio_to_two_reads:.3}",
                 step_time * 1e3,
                 step_time * 1e9 / total as f64,
-                g / lg
             );
         }
     }
