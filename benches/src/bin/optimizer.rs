@@ -105,32 +105,47 @@ fn model(total: usize) -> Model {
     }
 }
 
+/// Cuts `items` into runs of about `total / threads` elements at multiples of the optimizer's
+/// alignment, in order, as the optimizer splits its work.
+fn split_even<W>(
+    items: impl IntoIterator<Item = W>,
+    threads: usize,
+    len: impl Fn(&W) -> usize,
+    split_at: impl Fn(W, usize) -> (W, W),
+) -> Vec<Vec<W>> {
+    let items: Vec<W> = items.into_iter().collect();
+    let total: usize = items.iter().map(&len).sum();
+    let quota = align_up(total.div_ceil(threads));
+    let mut parts: Vec<Vec<W>> = vec![Vec::new()];
+    let mut room = quota;
+    for mut item in items {
+        while len(&item) > 0 {
+            if room == 0 {
+                parts.push(Vec::new());
+                room = quota;
+            }
+            let take = room.min(len(&item));
+            let (head, tail) = split_at(item, take);
+            parts.last_mut().unwrap().push(head);
+            room -= take;
+            item = tail;
+        }
+    }
+    parts
+}
+
 /// The streaming reference over the same tensors, split over `threads` like the optimizer.
 fn stream(kernel: Kernel, m: &mut Model, state: &mut [(Vec<f32>, Vec<f32>)], threads: usize) {
-    let total: usize = m.values.iter().map(Vec::len).sum();
-    let quota = align_up(total.div_ceil(threads));
-    let mut parts: Vec<Vec<Slices<'_, f32>>> = vec![Vec::new()];
-    let mut room = quota;
-    for (((p, g), pp), (mm, vv)) in m
+    let slices = m
         .values
         .iter_mut()
         .zip(&m.grads)
         .zip(&m.pretrained)
         .zip(state.iter_mut())
-    {
-        let mut s = Slices::new(p, g, mm, vv, Some(pp)).unwrap();
-        while !s.is_empty() {
-            if room == 0 {
-                parts.push(Vec::new());
-                room = quota;
-            }
-            let take = room.min(s.len());
-            let (head, tail) = s.split_at(take).unwrap();
-            parts.last_mut().unwrap().push(head);
-            room -= take;
-            s = tail;
-        }
-    }
+        .map(|(((p, g), pp), (mm, vv))| Slices::new(p, g, mm, vv, Some(pp)).unwrap());
+    let parts = split_even(slices, threads, Slices::len, |s, at| {
+        s.split_at(at).unwrap()
+    });
     std::thread::scope(|scope| {
         for part in parts {
             scope.spawn(move || part.into_iter().for_each(|s| kernel.stream(s)));
@@ -141,23 +156,8 @@ fn stream(kernel: Kernel, m: &mut Model, state: &mut [(Vec<f32>, Vec<f32>)], thr
 /// One read of every gradient, split over `threads` as the optimizer's guard pass is: the
 /// memory traffic a step adds to the stream's when it needs the gradients before the update.
 fn read_grads(kernel: Kernel, grads: &[Vec<f32>], threads: usize) {
-    let total: usize = grads.iter().map(Vec::len).sum();
-    let quota = align_up(total.div_ceil(threads));
-    let mut parts: Vec<Vec<&[f32]>> = vec![Vec::new()];
-    let mut room = quota;
-    for g in grads {
-        let mut g = g.as_slice();
-        while !g.is_empty() {
-            if room == 0 {
-                parts.push(Vec::new());
-                room = quota;
-            }
-            let (head, tail) = g.split_at(room.min(g.len()));
-            parts.last_mut().unwrap().push(head);
-            room -= head.len();
-            g = tail;
-        }
-    }
+    let slices = grads.iter().map(Vec::as_slice);
+    let parts = split_even(slices, threads, |g| g.len(), |g, at| g.split_at(at));
     std::thread::scope(|scope| {
         for part in parts {
             scope.spawn(move || {
