@@ -75,24 +75,37 @@ impl Buffers {
     }
 }
 
-/// Median seconds per call of `f`, over `batches` batches of calls lasting about `batch` each.
-pub fn time_per_call(mut f: impl FnMut(), batch: Duration, batches: usize) -> f64 {
+/// Warms `f` up, then how many calls of it last about `batch`.
+fn calls_per_batch(f: &mut dyn FnMut(), batch: Duration) -> usize {
     f(); // warm the caches and the page tables
     let start = Instant::now();
     f();
     let once = start.elapsed().as_secs_f64().max(1e-9);
-    let calls = ((batch.as_secs_f64() / once).ceil() as usize).max(1);
-    let mut samples: Vec<f64> = (0..batches)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..calls {
-                f();
-            }
-            start.elapsed().as_secs_f64() / calls as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    ((batch.as_secs_f64() / once).ceil() as usize).max(1)
+}
+
+/// Seconds per call over a batch of `calls` calls of `f`.
+fn seconds_per_call(f: &mut dyn FnMut(), calls: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..calls {
+        f();
+    }
+    start.elapsed().as_secs_f64() / calls as f64
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Median seconds per call of `f`, over `batches` batches of calls lasting about `batch` each.
+pub fn time_per_call(mut f: impl FnMut(), batch: Duration, batches: usize) -> f64 {
+    let calls = calls_per_batch(&mut f, batch);
+    median(
+        (0..batches.max(1))
+            .map(|_| seconds_per_call(&mut f, calls))
+            .collect(),
+    )
 }
 
 /// Several functions timed in alternation: see [`time_interleaved`].
@@ -114,16 +127,7 @@ pub fn time_interleaved(
     batch: Duration,
     rounds: usize,
 ) -> Interleaved {
-    let calls: Vec<usize> = fs
-        .iter_mut()
-        .map(|f| {
-            f(); // warm the caches and the page tables
-            let start = Instant::now();
-            f();
-            let once = start.elapsed().as_secs_f64().max(1e-9);
-            ((batch.as_secs_f64() / once).ceil() as usize).max(1)
-        })
-        .collect();
+    let calls: Vec<usize> = fs.iter_mut().map(|f| calls_per_batch(*f, batch)).collect();
     let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
     for round in 0..rounds.max(1) {
         let order: Vec<usize> = if round % 2 == 0 {
@@ -132,17 +136,9 @@ pub fn time_interleaved(
             (0..fs.len()).rev().collect()
         };
         for k in order {
-            let start = Instant::now();
-            for _ in 0..calls[k] {
-                fs[k]();
-            }
-            samples[k].push(start.elapsed().as_secs_f64() / calls[k] as f64);
+            samples[k].push(seconds_per_call(fs[k], calls[k]));
         }
     }
-    let median = |mut xs: Vec<f64>| {
-        xs.sort_by(f64::total_cmp);
-        xs[xs.len() / 2]
-    };
     Interleaved {
         seconds: samples.iter().map(|s| median(s.clone())).collect(),
         relative_speed: samples
