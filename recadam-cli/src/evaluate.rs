@@ -100,16 +100,32 @@ pub fn predict(
     })
 }
 
-/// The gold similarity scores of STS-B examples.
-fn gold_scores(task: Task, examples: &[Example]) -> Result<Vec<f64>, EvalError> {
+/// The examples' gold labels as `value` reads them; a label it refuses is an error naming the
+/// example.
+fn gold<T>(
+    task: Task,
+    examples: &[Example],
+    value: impl Fn(Label) -> Option<T>,
+) -> Result<Vec<T>, EvalError> {
     examples
         .iter()
         .enumerate()
-        .map(|(index, e)| match e.label {
-            Label::Score(s) => Ok(f64::from(s)),
-            label => Err(EvalError::Label { task, index, label }),
+        .map(|(index, e)| {
+            value(e.label).ok_or(EvalError::Label {
+                task,
+                index,
+                label: e.label,
+            })
         })
         .collect()
+}
+
+/// The gold similarity scores of STS-B examples.
+fn gold_scores(task: Task, examples: &[Example]) -> Result<Vec<f64>, EvalError> {
+    gold(task, examples, |label| match label {
+        Label::Score(s) => Some(f64::from(s)),
+        Label::Class(_) => None,
+    })
 }
 
 /// The class of each row of `logits` (`[rows, classes]`): the index of its largest value.
@@ -137,14 +153,10 @@ pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores,
         ]);
     }
     let pred = predicted_classes(logits, outputs);
-    let gold = examples
-        .iter()
-        .enumerate()
-        .map(|(index, e)| match e.label {
-            Label::Class(c) if c < outputs => Ok(c),
-            label => Err(EvalError::Label { task, index, label }),
-        })
-        .collect::<Result<Vec<usize>, _>>()?;
+    let gold = gold(task, examples, |label| match label {
+        Label::Class(c) if c < outputs => Some(c),
+        _ => None,
+    })?;
     let accuracy = metrics::accuracy(&pred, &gold)?;
     Ok(match task {
         Task::Mrpc => vec![("f1", metrics::f1(&pred, &gold)?), ("accuracy", accuracy)],

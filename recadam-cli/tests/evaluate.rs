@@ -90,3 +90,26 @@ fn zero_shot_similarity_ranks_identical_pairs_first() {
     let err = zero_shot_similarity(&model, &tokenizer, &wrong, 4, 1).unwrap_err();
     assert!(err.to_string().contains("example 3"), "{err}");
 }
+
+#[test]
+fn classification_scores_refuse_labels_of_another_kind() {
+    use recadam_cli::evaluate::score;
+    use recadam_cli::glue::Task;
+    let example = |label| Example {
+        text_a: "a".into(),
+        text_b: Some("b".into()),
+        label,
+    };
+    // Logits [2 examples, 2 classes]: example 0 predicts class 1, example 1 class 0.
+    let logits = [0.0f32, 1.0, 1.0, 0.0];
+    let right = [example(Label::Class(1)), example(Label::Class(1))];
+    assert_eq!(
+        score(Task::Rte, &logits, &right).unwrap(),
+        vec![("accuracy", 0.5)]
+    );
+    for wrong in [Label::Score(2.5), Label::Class(2)] {
+        let examples = [example(Label::Class(1)), example(wrong)];
+        let err = score(Task::Rte, &logits, &examples).unwrap_err();
+        assert!(err.to_string().contains("example 1"), "{err}");
+    }
+}
