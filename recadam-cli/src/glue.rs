@@ -218,6 +218,16 @@ pub fn path(glue_dir: impl AsRef<Path>, task: Task, split: Split) -> PathBuf {
     glue_dir.as_ref().join(task.name()).join(split.file_name())
 }
 
+/// The GLUE folder used when none is given: the repository's `testdata/glue` (the genuine files
+/// of five tasks; see its SOURCES.md), found from where this crate was built, not from the working
+/// directory.
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(
+        || PathBuf::from("testdata/glue"),
+        |root| root.join("testdata/glue"),
+    )
+}
+
 /// Reads `<glue_dir>/<TASK>/<split>.tsv`.
 pub fn read(
     glue_dir: impl AsRef<Path>,
@@ -228,7 +238,13 @@ pub fn read(
     let bytes = std::fs::read(&file).map_err(|e| GlueError {
         file: file.clone(),
         line: None,
-        reason: e.to_string(),
+        reason: match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "{e}: a GLUE folder holds <TASK>/train.tsv and <TASK>/dev.tsv as \
+                 download_glue_data.py lays them out; give it with --data DIR or GLUE_DIR"
+            ),
+            _ => e.to_string(),
+        },
     })?;
     parse(&bytes, task, &file)
 }

@@ -1,13 +1,13 @@
-//! The GLUE readers on the real files of ../shared/data/glue (row counts from SOURCES.md, counted
+//! The GLUE readers on the real files of testdata/glue (row counts from SOURCES.md, counted
 //! there with Python's csv module and QUOTE_NONE), and on malformed input.
 
 use std::path::{Path, PathBuf};
 
 use recadam_cli::glue::{self, Example, Label, Split, Task};
 
-/// `RECADAM_GLUE_DIR` (default `../shared/data/glue`).
+/// `RECADAM_GLUE_DIR` (default: the repository's `testdata/glue`).
 fn glue_dir() -> PathBuf {
-    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "../shared/data/glue")
+    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")
 }
 
 fn read(task: Task, split: Split) -> Vec<Example> {
@@ -125,6 +125,10 @@ fn malformed_rows_name_the_file_and_line() {
     assert_eq!(err.line, Some(2), "{err}");
     let missing = glue::read("/nonexistent", Task::Rte, Split::Dev).unwrap_err();
     assert!(missing.to_string().contains("RTE/dev.tsv"), "{missing}");
+    assert!(
+        missing.to_string().contains("--data DIR or GLUE_DIR"),
+        "a missing folder says how to give one: {missing}"
+    );
 }
 
 #[test]
@@ -153,4 +157,15 @@ fn the_fuzz_seeds_are_valid_files_of_their_task() {
         seen += 1;
     }
     assert!(seen >= Task::ALL.len());
+}
+
+/// With no `--data` and no `GLUE_DIR`, the program reads the repository's own copy, wherever it is
+/// started from: that folder is the workspace root's `testdata/glue`, and it holds every task.
+#[test]
+fn default_folder_is_the_repository_copy() {
+    let dir = glue::default_dir();
+    assert_eq!(dir, recadam_testkit::workspace_root().join("testdata/glue"));
+    for task in [Task::Rte, Task::Mrpc, Task::Cola, Task::Stsb, Task::Sst2] {
+        assert!(glue::path(&dir, task, Split::Train).is_file(), "{task:?}");
+    }
 }

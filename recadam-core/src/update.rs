@@ -1,7 +1,7 @@
 //! The scalar reference update over slices: the rounding contract, element by element.
 //!
 //! Per element, in the official operation order (`fma` rounds once, every other operation
-//! rounds its result; see `shared/golden/README.md`):
+//! rounds its result; see `testdata/golden/README.md`):
 //!
 //! ```text
 //! g = g·f(scale)                                     1 unless clipping (exact then)

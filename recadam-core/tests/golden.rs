@@ -1,6 +1,6 @@
 //! The official RecAdam trajectories, replayed through the scalar reference update.
 //!
-//! Every `*.json` in `RECADAM_GOLDEN_DIR` (default `../shared/golden`) is replayed in its dtype;
+//! Every `*.json` in `RECADAM_GOLDEN_DIR` (default: the repository's `testdata/golden`) is replayed in its dtype;
 //! every checkpoint array must meet max|got − ref| ≤ rtol·max|ref| (rtol 1e-6 for f32, 1e-13 for
 //! f64), and the step-1 moments must be bit-exact.
 

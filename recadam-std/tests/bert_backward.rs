@@ -27,7 +27,7 @@ fn values(file: &SafeTensors<'_>, name: &str) -> Vec<f64> {
 }
 
 fn check(file_name: &str, tolerance_key: &str) {
-    let reference = shared_dir("RECADAM_MINILM_REF", "../shared/reference/minilm");
+    let reference = shared_dir("RECADAM_MINILM_REF", "testdata/minilm-reference");
     let model = shared_dir("RECADAM_MINILM_DIR", "target/models/all-MiniLM-L6-v2");
     assert!(
         model.join("model.safetensors").exists(),

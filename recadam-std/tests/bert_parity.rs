@@ -1,7 +1,7 @@
 //! The mini-BERT against PyTorch/transformers on the real all-MiniLM-L6-v2: tokenizer ids from
 //! the raw texts, and forward activations within the reference's per-tensor tolerances.
 //!
-//! The reference folder is `RECADAM_MINILM_REF` (default `../shared/reference/minilm`), the
+//! The reference folder is `RECADAM_MINILM_REF` (default: the repository's `testdata/minilm-reference`), the
 //! model folder `RECADAM_MINILM_DIR` (default `target/models/all-MiniLM-L6-v2`, filled by
 //! `scripts/fetch-minilm.sh`). Nothing here depends on the batch's size or lengths.
 
@@ -13,7 +13,7 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 
 fn reference_dir() -> PathBuf {
-    shared_dir("RECADAM_MINILM_REF", "../shared/reference/minilm")
+    shared_dir("RECADAM_MINILM_REF", "testdata/minilm-reference")
 }
 
 fn model_dir() -> PathBuf {

@@ -1,6 +1,6 @@
-//! The golden trajectories of the official RecAdam (`shared/golden/README.md` defines the format).
+//! The golden trajectories of the official RecAdam (`testdata/golden/README.md` defines the format).
 //!
-//! [`cases`] reads every `*.json` in `RECADAM_GOLDEN_DIR` (default `../shared/golden`) and panics
+//! [`cases`] reads every `*.json` in `RECADAM_GOLDEN_DIR` (default: the repository's `testdata/golden`) and panics
 //! when there is none; [`replay`] runs one case through any update function and checks every
 //! checkpoint array against the reference with the tolerance of the README.
 
@@ -93,9 +93,9 @@ impl Case {
     }
 }
 
-/// The golden folder: `RECADAM_GOLDEN_DIR` or `../shared/golden`.
+/// The golden folder: `RECADAM_GOLDEN_DIR` or the repository's `testdata/golden`.
 pub fn dir() -> PathBuf {
-    crate::shared_dir("RECADAM_GOLDEN_DIR", "../shared/golden")
+    crate::shared_dir("RECADAM_GOLDEN_DIR", "testdata/golden")
 }
 
 /// Every case in [`dir`], sorted by file name. Panics when the folder holds none: a golden test
