@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
 use crate::glue::{self, Split, Task};
-use crate::run_dir::{load_model, RunDir};
+use crate::run_dir::{load_model, read_checkpoint};
 use crate::trainer::Classifier;
 
 /// The options of `recadam eval`.
@@ -21,8 +21,9 @@ pub struct EvalArgs {
     /// The GLUE task.
     #[arg(long, value_parser = |s: &str| s.parse::<Task>())]
     pub task: Task,
-    /// The GLUE folder.
-    #[arg(long, default_value = "../shared/data/glue")]
+    /// The GLUE folder (`<DIR>/<TASK>/{train,dev}.tsv`, as `download_glue_data.py` lays it out);
+    /// default: the copy in the repository this program was built from.
+    #[arg(long, env = "GLUE_DIR", default_value_os_t = crate::glue::default_dir())]
     pub data: PathBuf,
     /// A `recadam finetune` output folder: its latest checkpoint is scored.
     #[arg(long)]
@@ -57,13 +58,13 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     let mut model = Classifier { encoder, head };
     let source = match &args.run {
         Some(run) => {
-            let dir = RunDir::open(run, false).map_err(|e| e.to_string())?;
-            let ckpt = dir
-                .latest_checkpoint()
+            // Every file of the checkpoint is verified, though only the model is used.
+            let ckpt = read_checkpoint(run)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no checkpoint in {}", run.display()))?;
-            load_model(&ckpt.join("model.safetensors"), &mut model).map_err(|e| e.to_string())?;
-            ckpt.display().to_string()
+            load_model(&ckpt.path("model.safetensors"), &ckpt.model, &mut model)
+                .map_err(|e| e.to_string())?;
+            ckpt.dir.display().to_string()
         }
         None => format!("{} with an untrained head", args.model.display()),
     };
@@ -77,7 +78,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         threads,
     )
     .map_err(|e| e.to_string())?;
-    let similarity = match similarity_probe(&args.model, &args.data) {
+    let similarity = match similarity_probe(&args.model, &args.data).map_err(|e| e.to_string())? {
         Some(stsb) => Some(
             zero_shot_similarity(&model, &tokenizer, &stsb, args.batch_size, threads)
                 .map_err(|e| e.to_string())?,

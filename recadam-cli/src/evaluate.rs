@@ -48,13 +48,19 @@ pub fn is_sentence_embedding_model(dir: &Path) -> bool {
 }
 
 /// The STS-B dev examples for the zero-shot similarity probe: `None` unless the model is a
-/// sentence-embedding model and the GLUE folder has STS-B.
-pub fn similarity_probe(model_dir: &Path, glue_dir: &Path) -> Option<Vec<Example>> {
-    if is_sentence_embedding_model(model_dir) {
-        crate::glue::read(glue_dir, Task::Stsb, crate::glue::Split::Dev).ok()
-    } else {
-        None
+/// sentence-embedding model and the GLUE folder has STS-B. An STS-B file that is there but does
+/// not read is an error, not a skipped probe.
+pub fn similarity_probe(
+    model_dir: &Path,
+    glue_dir: &Path,
+) -> Result<Option<Vec<Example>>, crate::glue::GlueError> {
+    let split = crate::glue::Split::Dev;
+    if !is_sentence_embedding_model(model_dir)
+        || !crate::glue::path(glue_dir, Task::Stsb, split).exists()
+    {
+        return Ok(None);
     }
+    crate::glue::read(glue_dir, Task::Stsb, split).map(Some)
 }
 
 /// Examples in order of length, so that each batch pads little (scores do not depend on order).

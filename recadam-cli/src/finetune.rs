@@ -16,7 +16,7 @@ use crate::demo::Batches;
 use crate::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
 use crate::glue::{self, Example, Label, Split, Task};
 use crate::plot::{write_svg, Panel, Series};
-use crate::run_dir::{load_model, RunDir};
+use crate::run_dir::{load_model, parse_json, read_checkpoint, RunDir, RunError};
 use crate::trainer::{Classifier, Trainer};
 
 /// The update rule of a run.
@@ -62,8 +62,9 @@ pub struct FinetuneArgs {
     /// The GLUE task.
     #[arg(long, value_parser = parse_task)]
     pub task: Task,
-    /// The GLUE folder (`<DIR>/<TASK>/{train,dev}.tsv`).
-    #[arg(long, default_value = "../shared/data/glue")]
+    /// The GLUE folder (`<DIR>/<TASK>/{train,dev}.tsv`, as `download_glue_data.py` lays it out);
+    /// default: the copy in the repository this program was built from.
+    #[arg(long, env = "GLUE_DIR", default_value_os_t = crate::glue::default_dir())]
     pub data: PathBuf,
     /// The update rule.
     #[arg(long, value_enum, default_value = "recadam")]
@@ -325,22 +326,25 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
         ..Options::new(args.config())
     };
     let mut trainer = Trainer::new(model, &theta_star, options, true)?;
-    let run_json = serde_json::to_value(args).unwrap_or_default();
+    let run_json = serde_json::to_value(args)
+        .map_err(|e| FinetuneError::Usage(format!("the options do not serialise: {e}")))?;
 
-    // The output folder, and where to start.
-    let mut dir = RunDir::open(&args.output, args.json)?;
+    // The output folder, and where to start. A resume verifies every file it reads (checkpoint,
+    // options, log) and loads the checkpoint into memory before it changes any file.
     let mut start_step = 0;
-    if args.resume {
-        let Some(ckpt) = dir.latest_checkpoint()? else {
+    let mut dir = if args.resume {
+        let Some(ckpt) = read_checkpoint(&args.output)? else {
             return Err(FinetuneError::Usage(format!(
-                "--resume: no checkpoint in {}",
+                "--resume: no checkpoint in {}: its `latest` file, which names the newest \
+                 complete checkpoint, is not there",
                 args.output.display()
             )));
         };
-        let saved: Value = std::fs::read(ckpt.join("run.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        RunDir::verify_log(&args.output, &ckpt)?;
+        let run_path = ckpt.path("run.json");
+        // Typed first, so that an unreadable field is named as such; then compared by value.
+        parse_json::<FinetuneArgs>(&run_path, &ckpt.run)?;
+        let saved: Value = parse_json(&run_path, &ckpt.run)?;
         let differs: Vec<&String> = run_json
             .as_object()
             .into_iter()
@@ -360,27 +364,44 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
                     .map(|k| format!("--{}", k.replace('_', "-")))
                     .collect::<Vec<_>>()
                     .join(", "),
-                ckpt.display()
+                ckpt.dir.display()
             )));
         }
-        load_model(&ckpt.join("model.safetensors"), &mut trainer.model)?;
+        let mut model = trainer.model.clone();
+        load_model(&ckpt.path("model.safetensors"), &ckpt.model, &mut model)?;
         trainer
             .optimizer_mut()
-            .load_checkpoint(ckpt.join("optimizer.safetensors"))?;
-        start_step = trainer.optimizer().steps();
-        dir.truncate_log_after(start_step)?;
+            .load_checkpoint_from_bytes(&ckpt.optimizer)
+            .map_err(|source| RunError::Optimizer {
+                path: ckpt.path("optimizer.safetensors"),
+                source,
+            })?;
+        if trainer.optimizer().steps() != ckpt.step {
+            return Err(FinetuneError::Run(RunError::Invalid {
+                path: ckpt.path("optimizer.safetensors"),
+                reason: format!(
+                    "holds {} steps, but the checkpoint is of step {}",
+                    trainer.optimizer().steps(),
+                    ckpt.step
+                ),
+            }));
+        }
+        trainer.model = model;
+        start_step = ckpt.step;
+        RunDir::resume(&args.output, &ckpt, args.json)?
     } else {
-        dir.clear()?;
+        let mut dir = RunDir::create(&args.output, args.json)?;
         dir.log(
             &json!({"event": "start", "step": 0, "run": run_json, "total_steps": total,
                         "train_examples": train.len(), "dev_examples": dev.len()}),
         )?;
-    }
+        dir
+    };
 
     let stsb_dev = if args.no_forgetting_probe {
         None
     } else {
-        similarity_probe(&args.model, &args.data)
+        similarity_probe(&args.model, &args.data)?
     };
     let eval_batch = args.batch_size.max(32);
     let similarity_before = match &stsb_dev {
@@ -531,13 +552,17 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
         completed: true,
         ..summary_of_run
     };
-    let mut line = serde_json::to_value(&summary).unwrap_or_default();
+    let unserialisable = |e: serde_json::Error| RunError::Invalid {
+        path: args.output.join("summary.json"),
+        reason: format!("the summary does not serialise: {e}"),
+    };
+    let mut line = serde_json::to_value(&summary).map_err(unserialisable)?;
     line["event"] = json!("summary");
     line["step"] = json!(total);
     dir.log(&line)?;
     dir.write(
         "summary.json",
-        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+        &serde_json::to_vec_pretty(&summary).map_err(unserialisable)?,
     )?;
     plot_runs(
         std::slice::from_ref(&args.output),

@@ -114,10 +114,11 @@ fn run_demo(args: &DemoArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
     let plot = args.output.join(format!("demo-seed{}.svg", o.seed));
     recadam_cli::plot::write_svg(&plot, &demo::panels(&runs))?;
-    let lines: String = runs
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
-        .collect();
+    let mut lines = String::new();
+    for run in &runs {
+        lines += &serde_json::to_string(run).map_err(|e| format!("a demo result: {e}"))?;
+        lines.push('\n');
+    }
     let results = args.output.join(format!("demo-seed{}.jsonl", o.seed));
     std::fs::write(&results, lines).map_err(|e| format!("{}: {e}", results.display()))?;
     let table = demo::table(&runs);

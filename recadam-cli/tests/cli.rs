@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn glue_dir() -> PathBuf {
-    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "../shared/data/glue")
+    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")
 }
 
 fn recadam(args: &[&str]) -> Output {
@@ -21,6 +21,12 @@ fn recadam(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The checkpoint folder a run's `latest` names (its first word; a checksum follows).
+fn latest(run: &Path) -> String {
+    let text = std::fs::read_to_string(run.join("latest")).unwrap();
+    text.split_whitespace().next().unwrap().to_owned()
 }
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
@@ -117,10 +123,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     let logged = json_lines(&std::fs::read(Path::new(&straight).join("log.jsonl")).unwrap());
     assert_eq!(logged, lines);
     let root = Path::new(&straight);
-    assert_eq!(
-        std::fs::read_to_string(root.join("latest")).unwrap(),
-        "checkpoint-000006"
-    );
+    assert_eq!(latest(root), "checkpoint-000006");
     assert!(
         !root.join("checkpoint-000003").exists(),
         "older checkpoints are removed"
@@ -136,10 +139,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     let mut args = finetune_args(&model, &glue, &resumed);
     args.extend(["--stop-after", "2"]);
     recadam(&args);
-    assert_eq!(
-        std::fs::read_to_string(Path::new(&resumed).join("latest")).unwrap(),
-        "checkpoint-000002"
-    );
+    assert_eq!(latest(Path::new(&resumed)), "checkpoint-000002");
     let mut args = finetune_args(&model, &glue, &resumed);
     args.push("--resume");
     let out = recadam(&args);
@@ -199,10 +199,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     args.extend(["--stop-after", "1"]);
     recadam(&args);
     let root = Path::new(&resumed);
-    assert_eq!(
-        std::fs::read_to_string(root.join("latest")).unwrap(),
-        "checkpoint-000001"
-    );
+    assert_eq!(latest(root), "checkpoint-000001");
     assert!(!root.join("checkpoint-000006").exists() && !root.join("summary.json").exists());
     let log = json_lines(&std::fs::read(root.join("log.jsonl")).unwrap());
     assert_eq!(losses(&log), losses(&lines)[..1].to_vec());
