@@ -8,7 +8,13 @@
 //! thread count and any CPU.
 //!
 //! See [`Optimizer`] for an example.
+//!
+//! ## Features
+//! - `trainer` (default): the CPU mini-BERT in [`bert`] (configuration, weights, tokenizer,
+//!   forward and backward passes, heads), which brings `tokenizers`, `matrixmultiply` and `rayon`.
+//!   Without it (`default-features = false`) the crate is the optimizer alone.
 
+#[cfg(feature = "trainer")]
 pub mod bert;
 mod checkpoint;
 mod error;

@@ -94,6 +94,7 @@ pub fn small_params<'a>(
 }
 
 /// A tiny BERT configuration (the model fuzz target and its seeds use it).
+#[cfg(feature = "bert")]
 pub fn tiny_bert_config() -> recadam_std::bert::BertConfig {
     recadam_std::bert::BertConfig {
         vocab_size: 40,

@@ -2,8 +2,10 @@
 //!
 //! - [`shared_dir`]: where the reference data lives (DESIGN section 3 environment variables).
 //! - [`golden`]: the official RecAdam trajectories and their replay through any update function.
-//! - [`fixtures`]: a small optimizer setup shared by tests, fuzz targets and their seed corpus.
+//! - `fixtures` (feature `optimizer`): a small optimizer setup shared by tests, fuzz targets and
+//!   their seed corpus.
 
+#[cfg(feature = "optimizer")]
 pub mod fixtures;
 pub mod golden;
 
