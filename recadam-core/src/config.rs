@@ -2,7 +2,8 @@
 
 use crate::{Annealing, Error};
 
-/// Where the quadratic penalty enters the update (DESIGN 1.1 and 1.2).
+/// Where the quadratic penalty enters the update: decoupled as the official code, or coupled
+/// into the gradient as the paper's ablation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PenaltyMode {
     /// RecAdam proper: the penalty and λ stay out of Adam's moments; the penalty is applied to

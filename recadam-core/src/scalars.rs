@@ -1,5 +1,5 @@
 //! The per-step scalars: everything that depends on the step and not on the element, computed
-//! once per step in `f64` and rounded once to the element type (DESIGN 1.1).
+//! once per step in `f64` and rounded once to the element type (the operation order `testdata/golden/README.md` gives).
 
 use crate::powi::powi_correctly_rounded;
 use crate::{Element, Error, PenaltyMode, RecAdamConfig};

@@ -84,6 +84,18 @@ impl<'a, T> Slices<'a, T> {
         if mid > self.len() {
             return None;
         }
+        Some(self.split_within(mid))
+    }
+
+    /// Splits into a body whose length is the largest multiple of `lanes` (a vector kernel's
+    /// width; 0 is taken as 1) and the tail after it, which is shorter than `lanes`.
+    pub fn split_lanes(self, lanes: usize) -> (Slices<'a, T>, Slices<'a, T>) {
+        let n = self.len();
+        self.split_within(n - n % lanes.max(1))
+    }
+
+    /// [`Slices::split_at`] for a `mid` known to be at most the length.
+    fn split_within(self, mid: usize) -> (Slices<'a, T>, Slices<'a, T>) {
         let (p0, p1) = self.params.split_at_mut(mid);
         let (g0, g1) = self.grads.split_at(mid);
         let (m0, m1) = self.exp_avg.split_at_mut(mid);
@@ -95,7 +107,7 @@ impl<'a, T> Slices<'a, T> {
             }
             None => (None, None),
         };
-        Some((
+        (
             Slices {
                 params: p0,
                 grads: g0,
@@ -110,7 +122,7 @@ impl<'a, T> Slices<'a, T> {
                 exp_avg_sq: v1,
                 pretrained: pp1,
             },
-        ))
+        )
     }
 
     /// The raw slices `(params, grads, exp_avg, exp_avg_sq, pretrained)`, all of one length.

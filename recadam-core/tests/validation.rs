@@ -284,3 +284,28 @@ fn split_past_the_end_is_none() {
     let slices = Slices::new(&mut p, &g, &mut m, &mut v, None).unwrap();
     assert!(slices.split_at(5).is_none());
 }
+
+/// The vector kernels' split: a body of whole vectors and a tail shorter than one, for every
+/// length and width (a width of 0 is taken as 1), with the elements in place and none lost.
+#[test]
+fn split_lanes_gives_whole_vectors_and_a_short_tail() {
+    for n in 0..40usize {
+        for lanes in [0usize, 1, 2, 4, 8, 16, 33] {
+            let mut p: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let (mut m, mut v) = (vec![0f32; n], vec![0f32; n]);
+            let g = vec![0f32; n];
+            let pp = p.clone();
+            let slices = Slices::new(&mut p, &g, &mut m, &mut v, Some(&pp)).unwrap();
+            let (body, tail) = slices.split_lanes(lanes);
+            let w = lanes.max(1);
+            assert_eq!(body.len() % w, 0, "n {n}, lanes {lanes}");
+            assert!(tail.len() < w, "n {n}, lanes {lanes}");
+            assert_eq!(body.len() + tail.len(), n);
+            assert!(body.has_pretrained() && tail.has_pretrained());
+            let (bp, ..) = body.into_parts();
+            let (tp, ..) = tail.into_parts();
+            let joined: Vec<f32> = bp.iter().chain(tp.iter()).copied().collect();
+            assert_eq!(joined, pp);
+        }
+    }
+}

@@ -85,10 +85,7 @@ fn tiny_bound<T: Element>(scalar: T, eps: T) -> Option<(T, T, T)> {
 /// only through an available backend).
 #[inline(always)]
 pub(crate) unsafe fn update_body<L: Lanes>(s: &StepScalars<L::Elem>, slices: Slices<'_, L::Elem>) {
-    let n = slices.len();
-    let Some((head, tail)) = slices.split_at(n - n % L::N) else {
-        return; // unreachable: the split point is within the slices
-    };
+    let (head, tail) = slices.split_lanes(L::N);
     let rule = rule_for(s, head.has_pretrained());
     let adam_step = if rule == Rule::Decoupled {
         s.neg_step_lambda
@@ -212,10 +209,7 @@ unsafe fn vector_loop<L: Lanes, const RULE: u8, const WD: bool, const TINY: bool
 /// As [`update_body`].
 #[inline(always)]
 pub(crate) unsafe fn stream_body<L: Lanes>(slices: Slices<'_, L::Elem>) {
-    let n = slices.len();
-    let Some((head, tail)) = slices.split_at(n - n % L::N) else {
-        return; // unreachable: the split point is within the slices
-    };
+    let (head, tail) = slices.split_lanes(L::N);
     let body = head.len();
     let (p, g, m, v, pp) = head.into_parts();
     let Some(pp) = pp else { return };

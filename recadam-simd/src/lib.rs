@@ -39,26 +39,3 @@ mod x86;
 
 pub use backend::{Backend, BackendError, Kernel, SimdElement};
 pub use grad_stats::{GradStats, ACCUMULATORS};
-
-/// The backend selected for this process: `RECADAM_BACKEND` if set, else the best the CPU has.
-/// Selected once and cached.
-#[cfg(feature = "std")]
-pub fn backend() -> Result<Backend, BackendError> {
-    cached_kernel().map(|k| k.backend())
-}
-
-/// One step with the kernel of [`backend`]: exactly the bits of `recadam_core::update`.
-#[cfg(feature = "std")]
-pub fn update<T: SimdElement>(
-    scalars: &recadam_core::StepScalars<T>,
-    slices: recadam_core::Slices<'_, T>,
-) -> Result<(), BackendError> {
-    cached_kernel()?.update(scalars, slices);
-    Ok(())
-}
-
-#[cfg(feature = "std")]
-fn cached_kernel() -> Result<Kernel, BackendError> {
-    static KERNEL: std::sync::OnceLock<Result<Kernel, BackendError>> = std::sync::OnceLock::new();
-    KERNEL.get_or_init(Kernel::from_env).clone()
-}

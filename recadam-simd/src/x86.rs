@@ -25,7 +25,7 @@ macro_rules! x86_lanes {
         pub(crate) struct $name($vec);
 
         // SAFETY (every `unsafe` block below): the intrinsics need the CPU features named in
-        // `$feature`. Values of this type are only created in the kernels of `dispatch.rs`, which
+        // `$feature`. Values of this type are only created in the kernels of `backend.rs`, which
         // are `#[target_feature]` functions called after those features were detected (or are
         // enabled at compile time), and these methods are inlined into them.
         impl Lanes for $name {

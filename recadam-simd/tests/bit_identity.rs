@@ -370,3 +370,31 @@ proptest! {
         }
     }
 }
+
+/// The properties above are only as strong as the backends they run: every vector backend this
+/// CPU has (by the standard library's own detection) must be among them, and CI names the ones
+/// its machines must have in `RECADAM_REQUIRE_BACKENDS` (`avx2`, `neon`), so that a detection
+/// that found nothing cannot pass as a scalar-only run.
+#[test]
+fn every_vector_backend_of_this_cpu_is_under_test() {
+    let ran: Vec<Backend> = kernels().iter().map(|k| k.backend()).collect();
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            assert!(ran.contains(&Backend::Avx2), "{ran:?}");
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert!(ran.contains(&Backend::Avx512), "{ran:?}");
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert!(ran.contains(&Backend::Neon), "{ran:?}");
+    let required = std::env::var("RECADAM_REQUIRE_BACKENDS").unwrap_or_default();
+    for name in required.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        assert!(
+            ran.iter().any(|b| b.name() == name),
+            "RECADAM_REQUIRE_BACKENDS names {name}, but only {ran:?} ran"
+        );
+    }
+}
