@@ -54,7 +54,7 @@ impl Classifier {
     /// Head logits `[batch, outputs]` in evaluation mode.
     pub fn logits(&self, batch: &Batch, threads: usize) -> Result<Vec<f32>, ModelError> {
         let out = forward(&self.encoder, batch, threads)?;
-        Ok(self.head.logits(&out.pooler_output))
+        self.head.logits(&out.pooler_output)
     }
 
     /// Sentence embeddings `[batch, hidden]`: the last hidden state averaged over the real
@@ -170,10 +170,12 @@ impl<'p> Trainer<'p> {
         } else {
             0.0
         };
-        let head_out =
-            self.model
-                .head
-                .loss_with_dropout(&out.pooler_output, targets, p, seed ^ 0x4845_4144);
+        let head_out = self.model.head.loss_with_dropout(
+            &out.pooler_output,
+            targets,
+            p,
+            seed ^ 0x4845_4144,
+        )?;
         drop(out);
         self.grads.fill(0.0);
         backward(
@@ -183,14 +185,14 @@ impl<'p> Trainer<'p> {
             &head_out.d_pooled,
             &mut self.grads,
             self.threads,
-        );
+        )?;
         drop(cache);
         let encoder = &mut self.model.encoder;
         let mut params: Vec<ParamMut<'_, f32>> = encoder
             .layout
-            .split_mut(&mut encoder.data)
+            .split_mut(&mut encoder.data)?
             .into_iter()
-            .zip(encoder.layout.split_mut(&mut self.grads))
+            .zip(encoder.layout.split_mut(&mut self.grads)?)
             .zip(&self.names)
             .map(|(((_, value), (_, grad)), name)| ParamMut {
                 name: name.as_str(),

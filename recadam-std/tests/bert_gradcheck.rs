@@ -90,7 +90,7 @@ fn dropout_is_off_in_evaluation_and_with_zero_probabilities() {
 
 fn loss(forward: Forward, w: &BertWeights, head: &Head, targets: &Targets) -> f64 {
     let (out, _) = forward(w);
-    head.loss(&out.pooler_output, targets).loss as f64
+    head.loss(&out.pooler_output, targets).unwrap().loss as f64
 }
 
 fn check_gradients(forward: Forward) {
@@ -103,9 +103,9 @@ fn check_gradients(forward: Forward) {
     let targets = Targets::Labels(vec![0, 2, 1]);
 
     let (out, cache) = forward(&w);
-    let head_out = head.loss(&out.pooler_output, &targets);
+    let head_out = head.loss(&out.pooler_output, &targets).unwrap();
     let mut grads = vec![0.0f32; w.layout.len()];
-    backward(&w, &batch(), &cache, &head_out.d_pooled, &mut grads, 1);
+    backward(&w, &batch(), &cache, &head_out.d_pooled, &mut grads, 1).unwrap();
 
     let eps = EPS;
     let mut failures = Vec::new();
@@ -177,15 +177,86 @@ fn classifier_dropout_masks_the_pooled_output_and_its_gradient() {
     let head = Head::new(3, 8, 5);
     let pooled: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
     let targets = Targets::Labels(vec![0, 2, 1]);
-    let plain = head.loss(&pooled, &targets);
-    let none = head.loss_with_dropout(&pooled, &targets, 0.0, 1);
+    let plain = head.loss(&pooled, &targets).unwrap();
+    let none = head.loss_with_dropout(&pooled, &targets, 0.0, 1).unwrap();
     assert_eq!(none.loss, plain.loss);
     assert_eq!(none.d_pooled, plain.d_pooled);
-    let dropped = head.loss_with_dropout(&pooled, &targets, 0.5, 3);
+    let dropped = head.loss_with_dropout(&pooled, &targets, 0.5, 3).unwrap();
     let zeros = dropped.d_pooled.iter().filter(|&&g| g == 0.0).count();
     assert!(
         (4..=20).contains(&zeros),
         "{zeros} of 24 gradients dropped at p = 0.5"
     );
     assert_ne!(dropped.loss, plain.loss);
+}
+
+/// The reason of an input error; anything else fails the test.
+fn input<T>(r: Result<T, recadam_std::bert::ModelError>) -> String {
+    match r {
+        Err(recadam_std::bert::ModelError::Input(why)) => why,
+        Err(e) => panic!("expected an input error, got {e}"),
+        Ok(_) => panic!("expected an input error, got a result"),
+    }
+}
+
+/// The public passes refuse mismatched input with a typed error instead of a panic, and write
+/// nothing when they do.
+#[test]
+fn mismatched_inputs_are_errors_not_panics() {
+    let w = BertWeights::random(tiny(), 11);
+    let head = Head::new(3, 8, 5);
+    let (out, cache) = forward_cached(&w, &batch(), 1).unwrap();
+    let pooled = &out.pooler_output;
+    // The head: targets per row, labels within its outputs, values only for one output, whole
+    // rows of pooled values, and a consistent head.
+    input(head.loss(pooled, &Targets::Labels(vec![0, 1])));
+    input(head.loss(pooled, &Targets::Labels(vec![0, 1, 3])));
+    input(head.loss(pooled, &Targets::Values(vec![0.5; 3])));
+    input(head.loss(&pooled[..7], &Targets::Labels(vec![0])));
+    input(head.loss_with_dropout(pooled, &Targets::Labels(vec![9, 0, 0]), 0.1, 1));
+    let broken = Head {
+        weight: vec![0.0; 7],
+        bias: vec![0.0; 2],
+    };
+    input(broken.logits(pooled));
+    input(
+        Head {
+            weight: vec![],
+            bias: vec![],
+        }
+        .logits(pooled),
+    );
+    // backward: gradient buffer, d_pooled, and a cache from another batch.
+    let d_pooled = head
+        .loss(pooled, &Targets::Labels(vec![0, 2, 1]))
+        .unwrap()
+        .d_pooled;
+    let mut grads = vec![0.0f32; w.layout.len()];
+    let why = input(backward(
+        &w,
+        &batch(),
+        &cache,
+        &d_pooled,
+        &mut grads[1..],
+        1,
+    ));
+    assert!(why.contains("gradient buffer"), "{why}");
+    input(backward(
+        &w,
+        &batch(),
+        &cache,
+        &d_pooled[8..],
+        &mut grads,
+        1,
+    ));
+    let mut two = batch();
+    two.batch = 2;
+    two.input_ids.truncate(14);
+    two.token_type_ids.truncate(14);
+    two.attention_mask.truncate(14);
+    input(backward(&w, &two, &cache, &d_pooled[8..], &mut grads, 1));
+    assert!(grads.iter().all(|&g| g == 0.0), "a refused backward wrote");
+    // The layout: a buffer of another length.
+    let mut short = vec![0.0f32; w.layout.len() - 1];
+    input(w.layout.split_mut(&mut short));
 }

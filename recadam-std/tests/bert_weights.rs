@@ -26,7 +26,7 @@ fn write(
             (
                 rename(n),
                 shape.to_vec(),
-                bytemuck::cast_slice(weights.get(n)).to_vec(),
+                bytemuck::cast_slice(weights.get(n).unwrap()).to_vec(),
             )
         })
         .chain(extra.iter().map(|(n, s)| {
@@ -125,14 +125,21 @@ fn random_init_is_like_hugging_faces() {
     let w = BertWeights::random(tiny(), 3);
     assert!(w
         .get("encoder.layer.0.output.LayerNorm.weight")
+        .unwrap()
         .iter()
         .all(|&x| x == 1.0));
     assert!(w
         .get("encoder.layer.0.output.LayerNorm.bias")
+        .unwrap()
         .iter()
         .all(|&x| x == 0.0));
-    assert!(w.get("pooler.dense.bias").iter().all(|&x| x == 0.0));
-    let emb = w.get("embeddings.word_embeddings.weight");
+    assert!(w
+        .get("pooler.dense.bias")
+        .unwrap()
+        .iter()
+        .all(|&x| x == 0.0));
+    assert!(w.get("no.such.parameter").is_none());
+    let emb = w.get("embeddings.word_embeddings.weight").unwrap();
     let mean = emb.iter().map(|&x| x as f64).sum::<f64>() / emb.len() as f64;
     let std =
         (emb.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / emb.len() as f64).sqrt();

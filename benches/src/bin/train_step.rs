@@ -109,7 +109,9 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
         let seed = step as u64;
         let (out, cache) = forward_train(&weights, &data, threads, seed).expect("valid batch");
         let p = weights.config.hidden_dropout_prob;
-        let head_out = head.loss_with_dropout(&out.pooler_output, &targets, p, seed);
+        let head_out = head
+            .loss_with_dropout(&out.pooler_output, &targets, p, seed)
+            .expect("targets fit the head");
         grads.fill(0.0);
         backward(
             &weights,
@@ -118,14 +120,20 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
             &head_out.d_pooled,
             &mut grads,
             threads,
-        );
+        )
+        .expect("buffers of the batch and model");
         drop(cache);
         let opt_start = Instant::now();
         let layout = weights.layout.clone();
         let mut params: Vec<ParamMut<'_, f32>> = layout
             .split_mut(&mut weights.data)
+            .expect("the weights' own layout")
             .into_iter()
-            .zip(layout.split_mut(&mut grads))
+            .zip(
+                layout
+                    .split_mut(&mut grads)
+                    .expect("the weights' own layout"),
+            )
             .map(|((name, value), (_, grad))| ParamMut { name, value, grad })
             .collect();
         params.push(ParamMut {

@@ -1,10 +1,10 @@
 //! The backward pass, written by hand in the style of llm.c: every layer's gradient for every
 //! parameter, accumulated into a flat gradient buffer with the weights' layout.
 
-use super::forward::{apply_mask, Cache, NormCache};
+use super::forward::{apply_mask, check, Cache, NormCache};
 use super::math::gelu_grad;
 use super::matmul::{mm, View};
-use super::{Batch, BertWeights};
+use super::{Batch, BertWeights, ModelError};
 
 /// Mutable views of `buf` at `ranges`, which must be increasing and disjoint (a layer's weight
 /// and bias, the three embedding tables: neighbours in the layout).
@@ -106,7 +106,9 @@ impl Linear<'_> {
 }
 
 /// Adds the gradient of the loss with respect to every encoder parameter to `grads` (the
-/// weights' layout), given the loss's gradient with respect to the pooler output.
+/// weights' layout), given the loss's gradient with respect to the pooler output. The cache
+/// must come from the forward pass of `batch` through `w`; buffers of other sizes are an error
+/// (and nothing is written).
 pub fn backward(
     w: &BertWeights,
     batch: &Batch,
@@ -114,17 +116,25 @@ pub fn backward(
     d_pooled: &[f32],
     grads: &mut [f32],
     threads: usize,
-) {
+) -> Result<(), ModelError> {
     let c = &w.config;
     let (bsz, seq, h, inter) = (batch.batch, batch.seq, c.hidden_size, c.intermediate_size);
     let (heads, d) = (c.num_attention_heads, c.head_dim());
     let rows = bsz * seq;
     let scale = 1.0 / (d as f32).sqrt();
-    assert_eq!(
-        grads.len(),
-        w.layout.len(),
-        "gradient buffer of another layout"
-    );
+    check(w, batch)?;
+    for (what, len, expected) in [
+        ("gradient buffer", grads.len(), w.layout.len()),
+        ("d_pooled", d_pooled.len(), bsz * h),
+        ("cache (pooled output)", cache.pooled.len(), bsz * h),
+        ("cache (layers)", cache.layers.len(), c.num_hidden_layers),
+    ] {
+        if len != expected {
+            return Err(ModelError::Input(format!(
+                "backward: {what} has {len} values, the batch and model need {expected}"
+            )));
+        }
+    }
     // Mutable views of the gradients of the named parameters (neighbours in the layout).
     fn views<'g, const N: usize>(
         w: &BertWeights,
@@ -158,7 +168,7 @@ pub fn backward(
         let mut dcls = vec![0.0f32; bsz * h];
         let lin = Linear {
             x: &cache.cls,
-            w: w.get("pooler.dense.weight"),
+            w: w.param("pooler.dense.weight"),
             rows: bsz,
             n: h,
             k: h,
@@ -172,7 +182,7 @@ pub fn backward(
     for l in (0..c.num_hidden_layers).rev() {
         let lc = &cache.layers[l];
         let name = |s: &str| format!("encoder.layer.{l}.{s}");
-        let wt = |s: &str| w.get(&name(s));
+        let wt = |s: &str| w.param(&name(s));
         // Second LayerNorm (after the feed-forward residual).
         let d_ffn = {
             let [dg, db] = views(
@@ -396,7 +406,7 @@ pub fn backward(
         layer_norm_backward(
             &dx,
             &cache.embedding_norm,
-            w.get("embeddings.LayerNorm.weight"),
+            w.param("embeddings.LayerNorm.weight"),
             dg,
             db,
         )
@@ -422,4 +432,5 @@ pub fn backward(
             dtype[t * h + j] += g[j];
         }
     }
+    Ok(())
 }

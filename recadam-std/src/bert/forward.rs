@@ -70,7 +70,7 @@ impl ForwardOutput {
 }
 
 /// Checks that the batch fits the model.
-fn check(w: &BertWeights, b: &Batch) -> Result<(), ModelError> {
+pub(crate) fn check(w: &BertWeights, b: &Batch) -> Result<(), ModelError> {
     let n = b.batch * b.seq;
     if b.input_ids.len() != n || b.token_type_ids.len() != n || b.attention_mask.len() != n {
         return Err(ModelError::Input(format!(
@@ -217,7 +217,7 @@ fn forward_impl(
     let (bsz, seq, h) = (batch.batch, batch.seq, c.hidden_size);
     let (heads, d) = (c.num_attention_heads, c.head_dim());
     let rows = bsz * seq;
-    let p = |name: &str| w.get(name);
+    let p = |name: &str| w.param(name);
 
     // Embeddings.
     let (word, pos, typ) = (

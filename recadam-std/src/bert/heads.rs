@@ -1,6 +1,8 @@
 //! Task heads on the pooler output: classification (softmax cross-entropy) and regression
 //! (mean squared error), each with its loss and gradients, as `BertForSequenceClassification`.
 
+use super::ModelError;
+
 /// What a batch is trained to predict.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
@@ -46,10 +48,37 @@ impl Head {
         }
     }
 
-    /// Logits only (evaluation).
-    pub fn logits(&self, pooled: &[f32]) -> Vec<f32> {
+    /// `(outputs, hidden)`, checked: the fields are public, so a head can be built wrong.
+    fn dims(&self) -> Result<(usize, usize), ModelError> {
         let outputs = self.bias.len();
-        let hidden = self.weight.len() / outputs;
+        if outputs == 0 || self.weight.is_empty() || !self.weight.len().is_multiple_of(outputs) {
+            return Err(ModelError::Input(format!(
+                "a head with {} weights and {outputs} biases (weights must be [outputs, hidden])",
+                self.weight.len()
+            )));
+        }
+        Ok((outputs, self.weight.len() / outputs))
+    }
+
+    /// `(outputs, hidden, batch)` for `pooled`, which must hold whole rows.
+    fn batch_dims(&self, pooled: &[f32]) -> Result<(usize, usize, usize), ModelError> {
+        let (outputs, hidden) = self.dims()?;
+        if !pooled.len().is_multiple_of(hidden) {
+            return Err(ModelError::Input(format!(
+                "{} pooled values are not whole rows of the head's width {hidden}",
+                pooled.len()
+            )));
+        }
+        Ok((outputs, hidden, pooled.len() / hidden))
+    }
+
+    /// Logits only (evaluation).
+    pub fn logits(&self, pooled: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let (outputs, hidden, _) = self.batch_dims(pooled)?;
+        Ok(self.logits_unchecked(pooled, outputs, hidden))
+    }
+
+    fn logits_unchecked(&self, pooled: &[f32], outputs: usize, hidden: usize) -> Vec<f32> {
         pooled
             .chunks_exact(hidden)
             .flat_map(|x| {
@@ -73,22 +102,34 @@ impl Head {
         targets: &Targets,
         p: f64,
         seed: u64,
-    ) -> HeadOutput {
+    ) -> Result<HeadOutput, ModelError> {
         let mask =
             super::forward::dropout_mask(&mut super::weights::Rng::new(seed), pooled.len(), p);
         let mut dropped = pooled.to_vec();
         super::forward::apply_mask(&mut dropped, &mask);
-        let mut out = self.loss(&dropped, targets);
+        let mut out = self.loss(&dropped, targets)?;
         super::forward::apply_mask(&mut out.d_pooled, &mask);
-        out
+        Ok(out)
     }
 
-    /// Logits, batch-mean loss and gradients for `targets`.
-    pub fn loss(&self, pooled: &[f32], targets: &Targets) -> HeadOutput {
-        let outputs = self.bias.len();
-        let hidden = self.weight.len() / outputs;
-        let batch = pooled.len() / hidden;
-        let logits = self.logits(pooled);
+    /// Logits, batch-mean loss and gradients for `targets`: one target per pooled row, class
+    /// labels below the head's outputs, or values for a one-output head.
+    pub fn loss(&self, pooled: &[f32], targets: &Targets) -> Result<HeadOutput, ModelError> {
+        let (outputs, hidden, batch) = self.batch_dims(pooled)?;
+        let (count, fits) = match targets {
+            Targets::Labels(labels) => (labels.len(), labels.iter().all(|&l| l < outputs)),
+            Targets::Values(values) => (values.len(), outputs == 1),
+        };
+        if count != batch || !fits {
+            return Err(ModelError::Input(format!(
+                "{count} targets ({}) for {batch} rows and a head of {outputs} outputs",
+                match targets {
+                    Targets::Labels(_) => "class labels, each below the outputs",
+                    Targets::Values(_) => "values, for one output",
+                }
+            )));
+        }
+        let logits = self.logits_unchecked(pooled, outputs, hidden);
         let mut d_logits = vec![0.0f32; logits.len()];
         let mut loss = 0.0f64;
         match targets {
@@ -127,12 +168,12 @@ impl Head {
                 }
             }
         }
-        HeadOutput {
+        Ok(HeadOutput {
             logits,
             loss: (loss / batch as f64) as f32,
             d_pooled,
             d_weight,
             d_bias,
-        }
+        })
     }
 }

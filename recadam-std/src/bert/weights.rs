@@ -100,15 +100,25 @@ impl ParamLayout {
 
     /// The named slices of a flat buffer of this layout, in layout order (to hand parameters
     /// and gradients to the optimizer without copies).
-    pub fn split_mut<'a>(&self, mut data: &'a mut [f32]) -> Vec<(&str, &'a mut [f32])> {
-        assert_eq!(data.len(), self.len, "buffer of another layout");
+    /// A buffer of another length is an error.
+    pub fn split_mut<'a>(
+        &self,
+        mut data: &'a mut [f32],
+    ) -> Result<Vec<(&str, &'a mut [f32])>, ModelError> {
+        if data.len() != self.len {
+            return Err(ModelError::Input(format!(
+                "a buffer of {} values, but the layout has {}",
+                data.len(),
+                self.len
+            )));
+        }
         let mut out = Vec::with_capacity(self.entries.len());
         for (name, shape, _) in &self.entries {
             let (head, tail) = std::mem::take(&mut data).split_at_mut(shape.iter().product());
             out.push((name.as_str(), head));
             data = tail;
         }
-        out
+        Ok(out)
     }
 
     /// The element range of a parameter in the flat buffer.
@@ -284,12 +294,15 @@ impl BertWeights {
         })
     }
 
-    /// The values of a parameter.
-    pub fn get(&self, name: &str) -> &[f32] {
-        &self.data[self
-            .layout
-            .range(name)
-            .unwrap_or_else(|| panic!("no parameter {name}"))]
+    /// The values of a parameter, or `None` when the architecture has no parameter of that name.
+    pub fn get(&self, name: &str) -> Option<&[f32]> {
+        self.layout.range(name).map(|r| &self.data[r])
+    }
+
+    /// The values of a parameter the architecture has (the passes name only those).
+    pub(crate) fn param(&self, name: &str) -> &[f32] {
+        self.get(name)
+            .expect("the forward and backward passes name parameters of the layout")
     }
 }
 
