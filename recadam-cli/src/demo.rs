@@ -6,11 +6,12 @@
 
 use std::time::Instant;
 
-use recadam_core::{Annealing, RecAdamConfig};
+use recadam_core::{Annealing, PenaltyMode, RecAdamConfig};
 use recadam_std::bert::{BertWeights, Head, Rng, Targets};
 use recadam_std::{LinearWarmupDecay, Options};
 
 use crate::evaluate::predicted_classes;
+use crate::finetune::OptimizerKind;
 use crate::metrics;
 use crate::synthetic::{model_config, Dataset, SyntheticTask};
 use crate::trainer::{Classifier, TrainError, Trainer};
@@ -191,16 +192,21 @@ pub fn pretrain(
     Ok(trainer.model)
 }
 
-/// The fine-tuning configuration of `optimizer` (`adamw` or `recadam`).
-pub fn finetune_config(o: &DemoOptions, optimizer: &str) -> RecAdamConfig {
+/// The fine-tuning configuration of `optimizer`.
+pub fn finetune_config(o: &DemoOptions, optimizer: OptimizerKind) -> RecAdamConfig {
+    let recadam = RecAdamConfig {
+        lr: o.lr,
+        weight_decay: 0.01,
+        annealing: Annealing::Sigmoid { k: o.k, t0: o.t0 },
+        pretrain_cof: o.gamma,
+        ..RecAdamConfig::default()
+    };
     match optimizer {
-        "adamw" => RecAdamConfig::adamw(o.lr, 0.01),
-        _ => RecAdamConfig {
-            lr: o.lr,
-            weight_decay: 0.01,
-            annealing: Annealing::Sigmoid { k: o.k, t0: o.t0 },
-            pretrain_cof: o.gamma,
-            ..RecAdamConfig::default()
+        OptimizerKind::Adamw => RecAdamConfig::adamw(o.lr, 0.01),
+        OptimizerKind::Recadam => recadam,
+        OptimizerKind::RecadamCoupled => RecAdamConfig {
+            penalty_mode: PenaltyMode::Coupled,
+            ..recadam
         },
     }
 }
@@ -224,7 +230,7 @@ pub struct Pretrained {
 pub fn finetune(
     o: &DemoOptions,
     pre: &Pretrained,
-    optimizer: &str,
+    optimizer: OptimizerKind,
     mut progress: impl FnMut(&CurvePoint),
 ) -> Result<DemoRun, TrainError> {
     let started = Instant::now();
@@ -282,7 +288,7 @@ pub fn finetune(
     }
     let last = curve[curve.len() - 1];
     Ok(DemoRun {
-        optimizer: optimizer.into(),
+        optimizer: optimizer.name().into(),
         seed: o.seed,
         target_metric: last.target_metric,
         source_metric_before: pre.source_metric,

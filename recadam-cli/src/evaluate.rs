@@ -108,13 +108,13 @@ pub fn predict(
 
 /// The examples' gold labels as `value` reads them; a label it refuses is an error naming the
 /// example.
-fn gold<T>(
+fn gold<'e, T>(
     task: Task,
-    examples: &[Example],
+    examples: impl IntoIterator<Item = &'e Example>,
     value: impl Fn(Label) -> Option<T>,
 ) -> Result<Vec<T>, EvalError> {
     examples
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, e)| {
             value(e.label).ok_or(EvalError::Label {
@@ -126,11 +126,28 @@ fn gold<T>(
         .collect()
 }
 
-/// The gold similarity scores of STS-B examples.
-fn gold_scores(task: Task, examples: &[Example]) -> Result<Vec<f64>, EvalError> {
+/// The gold similarity scores of STS-B examples: a class label is an error naming the example.
+pub fn gold_scores<'e>(
+    task: Task,
+    examples: impl IntoIterator<Item = &'e Example>,
+) -> Result<Vec<f32>, EvalError> {
     gold(task, examples, |label| match label {
-        Label::Score(s) => Some(f64::from(s)),
+        Label::Score(s) => Some(s),
         Label::Class(_) => None,
+    })
+}
+
+/// The gold classes of a classification task's examples: a score, or a class the task does not
+/// have, is an error naming the example. (Training and scoring read labels through these two
+/// functions: one policy.)
+pub fn gold_classes<'e>(
+    task: Task,
+    examples: impl IntoIterator<Item = &'e Example>,
+) -> Result<Vec<usize>, EvalError> {
+    let outputs = task.outputs();
+    gold(task, examples, |label| match label {
+        Label::Class(c) if c < outputs => Some(c),
+        _ => None,
     })
 }
 
@@ -152,17 +169,17 @@ pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores,
     let outputs = task.outputs();
     if task == Task::Stsb {
         let pred: Vec<f64> = logits.iter().map(|&x| f64::from(x)).collect();
-        let gold = gold_scores(task, examples)?;
+        let gold: Vec<f64> = gold_scores(task, examples)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
         return Ok(vec![
             ("spearman", metrics::spearman(&pred, &gold)?),
             ("pearson", metrics::pearson(&pred, &gold)?),
         ]);
     }
     let pred = predicted_classes(logits, outputs);
-    let gold = gold(task, examples, |label| match label {
-        Label::Class(c) if c < outputs => Some(c),
-        _ => None,
-    })?;
+    let gold = gold_classes(task, examples)?;
     let accuracy = metrics::accuracy(&pred, &gold)?;
     Ok(match task {
         Task::Mrpc => vec![("f1", metrics::f1(&pred, &gold)?), ("accuracy", accuracy)],
@@ -226,6 +243,9 @@ pub fn zero_shot_similarity(
         .zip(b.chunks_exact(h))
         .map(|(x, y)| cosine(x, y))
         .collect();
-    let gold = gold_scores(Task::Stsb, stsb)?;
+    let gold: Vec<f64> = gold_scores(Task::Stsb, stsb)?
+        .into_iter()
+        .map(f64::from)
+        .collect();
     Ok(metrics::spearman(&sims, &gold)?)
 }

@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::demo::Batches;
-use crate::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
-use crate::glue::{self, Example, Label, Split, Task};
+use crate::evaluate::{
+    evaluate, gold_classes, gold_scores, scores_to_json, similarity_probe, zero_shot_similarity,
+    EvalError,
+};
+use crate::glue::{self, Example, Split, Task};
 use crate::plot::{write_svg, Panel, Series};
 use crate::run_dir::{load_model, parse_json, read_checkpoint, RunDir, RunError};
 use crate::trainer::{Classifier, Trainer};
@@ -269,28 +272,14 @@ impl FinetuneArgs {
     }
 }
 
-fn targets(task: Task, examples: &[&Example]) -> Targets {
-    if task == Task::Stsb {
-        Targets::Values(
-            examples
-                .iter()
-                .map(|e| match e.label {
-                    Label::Score(s) => s,
-                    Label::Class(c) => c as f32,
-                })
-                .collect(),
-        )
+/// The batch's training targets, read with the same label policy as scoring (the whole training
+/// set was checked against it before the first step).
+fn targets(task: Task, examples: &[&Example]) -> Result<Targets, EvalError> {
+    Ok(if task == Task::Stsb {
+        Targets::Values(gold_scores(task, examples.iter().copied())?)
     } else {
-        Targets::Labels(
-            examples
-                .iter()
-                .map(|e| match e.label {
-                    Label::Class(c) => c,
-                    Label::Score(_) => 0,
-                })
-                .collect(),
-        )
-    }
+        Targets::Labels(gold_classes(task, examples.iter().copied())?)
+    })
 }
 
 /// Runs `recadam finetune`.
@@ -309,6 +298,12 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
             "{} has no examples",
             args.data.display()
         )));
+    }
+    // Every training label of the right kind, before anything is trained or written.
+    if args.task == Task::Stsb {
+        gold_scores(args.task, &train)?;
+    } else {
+        gold_classes(args.task, &train)?;
     }
     let total = args.total_steps(train.len());
     let warmup = (total as f64 * args.warmup_ratio) as u64;
@@ -462,7 +457,7 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
         tokens += batch.attention_mask.iter().filter(|&&m| m != 0).count();
         let log = trainer.step(
             &batch,
-            &targets(args.task, &examples),
+            &targets(args.task, &examples)?,
             args.seed.wrapping_mul(1_000_003) ^ step,
         )?;
         loss_sum += f64::from(log.loss);

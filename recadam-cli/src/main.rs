@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use recadam_cli::demo::{self, DemoOptions};
-use recadam_cli::finetune::{self, FinetuneArgs};
+use recadam_cli::finetune::{self, FinetuneArgs, OptimizerKind};
 
 #[derive(Parser)]
 #[command(name = "recadam", version, about = "RecAdam fine-tuning on the CPU: GLUE runs, forgetting measured, and a demo", long_about = None)]
@@ -92,8 +92,11 @@ fn run_demo(args: &DemoArgs) -> Result<(), String> {
         pre.source_metric
     );
     let mut runs = Vec::new();
-    for optimizer in ["adamw", "recadam"] {
-        let ft_bar = bar(o.finetune_steps, &format!("fine-tuning {optimizer}"));
+    for optimizer in [OptimizerKind::Adamw, OptimizerKind::Recadam] {
+        let ft_bar = bar(
+            o.finetune_steps,
+            &format!("fine-tuning {}", optimizer.name()),
+        );
         let run = demo::finetune(&o, &pre, optimizer, |p| {
             ft_bar.set_position(p.step);
             ft_bar.set_message(format!(

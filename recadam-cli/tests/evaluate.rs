@@ -113,3 +113,64 @@ fn classification_scores_refuse_labels_of_another_kind() {
         assert!(err.to_string().contains("example 1"), "{err}");
     }
 }
+
+/// Training reads labels through the same functions as scoring: a label of the wrong kind for
+/// the task is an error naming the example, never a silent class 0 (as finetune once made it).
+#[test]
+fn training_labels_follow_the_scoring_policy() {
+    use recadam_cli::evaluate::{gold_classes, gold_scores};
+    use recadam_cli::glue::Task;
+    let example = |label| Example {
+        text_a: "a".into(),
+        text_b: None,
+        label,
+    };
+    let classes = [example(Label::Class(0)), example(Label::Class(1))];
+    assert_eq!(gold_classes(Task::Cola, &classes).unwrap(), vec![0, 1]);
+    let mixed = [example(Label::Class(1)), example(Label::Score(0.0))];
+    let err = gold_classes(Task::Cola, &mixed).unwrap_err();
+    assert!(err.to_string().contains("example 1"), "{err}");
+    let scores = [example(Label::Score(4.5)), example(Label::Score(0.0))];
+    assert_eq!(gold_scores(Task::Stsb, &scores).unwrap(), vec![4.5, 0.0]);
+    let err = gold_scores(Task::Stsb, &classes).unwrap_err();
+    assert!(err.to_string().contains("example 0"), "{err}");
+}
+
+/// The zero-shot probe of a sentence-embedding model skips a GLUE folder without STS-B, but an
+/// STS-B file that is there and does not read is an error (it used to be skipped in silence).
+#[test]
+fn a_damaged_similarity_probe_file_is_an_error() {
+    use recadam_cli::evaluate::similarity_probe;
+    let (model, _, _) = tiny();
+    std::fs::write(model.path().join("modules.json"), "[]").unwrap();
+    let glue = tempfile::tempdir().unwrap();
+    assert!(similarity_probe(model.path(), glue.path())
+        .unwrap()
+        .is_none());
+    std::fs::create_dir_all(glue.path().join("STS-B")).unwrap();
+    std::fs::write(glue.path().join("STS-B/dev.tsv"), "not\ta\tgood\theader\n").unwrap();
+    let err = similarity_probe(model.path(), glue.path()).unwrap_err();
+    assert!(err.to_string().contains("STS-B/dev.tsv"), "{err}");
+    // Not a sentence-embedding model: no probe, whatever the folder holds.
+    std::fs::remove_file(model.path().join("modules.json")).unwrap();
+    assert!(similarity_probe(model.path(), glue.path())
+        .unwrap()
+        .is_none());
+}
+
+/// The demo's update rules are a typed choice: AdamW has no penalty, RecAdam the decoupled one,
+/// the ablation the coupled one (the demo once treated every name but "adamw" as RecAdam).
+#[test]
+fn demo_configurations_follow_the_optimizer_kind() {
+    use recadam_cli::demo::{finetune_config, DemoOptions};
+    use recadam_cli::finetune::OptimizerKind;
+    use recadam_core::PenaltyMode;
+    let o = DemoOptions::default();
+    let adamw = finetune_config(&o, OptimizerKind::Adamw);
+    assert!(!adamw.has_penalty());
+    let recadam = finetune_config(&o, OptimizerKind::Recadam);
+    assert!(recadam.has_penalty() && recadam.penalty_mode == PenaltyMode::Decoupled);
+    assert_eq!(recadam.pretrain_cof, o.gamma);
+    let coupled = finetune_config(&o, OptimizerKind::RecadamCoupled);
+    assert!(coupled.has_penalty() && coupled.penalty_mode == PenaltyMode::Coupled);
+}
