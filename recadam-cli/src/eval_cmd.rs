@@ -42,12 +42,13 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// Runs `recadam eval`.
+/// Runs `recadam eval` on one pool of `--threads` threads.
 pub fn run(args: &EvalArgs) -> Result<(), String> {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let threads = crate::threads::resolve(args.threads)?;
+    crate::threads::with_pool(threads, || run_on(args, threads))?
+}
+
+fn run_on(args: &EvalArgs, threads: usize) -> Result<(), String> {
     let (encoder, _) = BertWeights::from_folder(&args.model).map_err(|e| e.to_string())?;
     let tokenizer = BertTokenizer::from_file(
         args.model.join("tokenizer.json"),

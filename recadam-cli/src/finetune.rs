@@ -282,12 +282,14 @@ fn targets(task: Task, examples: &[&Example]) -> Result<Targets, EvalError> {
     })
 }
 
-/// Runs `recadam finetune`.
+/// Runs `recadam finetune` on one pool of `--threads` threads.
 pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
     args.check()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = crate::threads::resolve(args.threads).map_err(FinetuneError::Usage)?;
+    crate::threads::with_pool(threads, || run_on(args, threads)).map_err(FinetuneError::Usage)?
+}
+
+fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError> {
     let (pretrained, _) = BertWeights::from_folder(&args.model)?;
     let tokenizer =
         BertTokenizer::from_file(args.model.join("tokenizer.json"), args.max_seq_length)?;

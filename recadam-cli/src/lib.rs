@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod plot;
 pub mod run_dir;
 pub mod synthetic;
+pub mod threads;
 pub mod tiny_model;
 pub mod trainer;

@@ -70,8 +70,12 @@ fn run_demo(args: &DemoArgs) -> Result<(), String> {
         ..DemoOptions::default()
     };
     if let Some(t) = args.threads {
-        o.threads = t.max(1);
+        o.threads = recadam_cli::threads::resolve(Some(t))?;
     }
+    recadam_cli::threads::with_pool(o.threads, || run_demo_with(args, o))?
+}
+
+fn run_demo_with(args: &DemoArgs, o: DemoOptions) -> Result<(), String> {
     let started = Instant::now();
     eprintln!(
         "Pretraining a {}-layer BERT (width {}) on the source task: which of 4 word groups is most frequent.",

@@ -302,3 +302,37 @@ fn demo_json_has_the_promised_fields_and_recadam_forgets_less() {
     assert!(runs[1]["distance"].as_f64() < runs[0]["distance"].as_f64());
     assert!(tmp.path().join("demo-seed0.svg").exists());
 }
+
+/// `--threads` above what the machine runs is clamped with a note (it used to abort with "failed
+/// to spawn thread"); 0 is refused.
+#[test]
+fn too_many_threads_are_clamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(&tmp.path().join("model"));
+    let glue = glue_dir().to_string_lossy().into_owned();
+    let eval = |threads: &str| {
+        Command::new(env!("CARGO_BIN_EXE_recadam"))
+            .args([
+                "eval",
+                "--model",
+                &model,
+                "--task",
+                "RTE",
+                "--data",
+                &glue,
+                "--max-seq-length",
+                "32",
+                "--threads",
+                threads,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = eval("100000");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("clamped"), "{err}");
+    let out = eval("0");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}

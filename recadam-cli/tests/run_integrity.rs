@@ -97,6 +97,19 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     all
 }
 
+/// Runs `args`, which must fail without changing any file of `folder`; returns what it printed
+/// on stderr.
+fn refused_without_change(folder: &Path, args: &[String], what: &str) -> String {
+    let before = snapshot(folder);
+    let out = run(args);
+    assert!(!out.status.success(), "{what}: recadam went on");
+    assert!(
+        snapshot(folder) == before,
+        "{what}: a refused command changed the folder"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -229,21 +242,13 @@ fn no_damaged_file_lets_resume_or_eval_proceed_and_nothing_changes() {
             copy_dir(&runs.a, &case);
             fault.apply(&case.join(file), &runs.b.join(file));
             let before = snapshot(&case);
-            let resume = run(&with(
-                finetune_args(&runs.model, &case, 1, 4),
-                &["--resume"],
-            ));
-            let err = String::from_utf8_lossy(&resume.stderr).into_owned();
             let what = format!("{file}, {}", fault.describe());
-            assert!(!resume.status.success(), "{what}: --resume went on");
+            let resume = with(finetune_args(&runs.model, &case, 1, 4), &["--resume"]);
+            let err = refused_without_change(&case, &resume, &what);
             let name = Path::new(file).file_name().unwrap().to_string_lossy();
             assert!(
                 err.contains(name.as_ref()),
                 "{what}: the error names no file: {err}"
-            );
-            assert!(
-                snapshot(&case) == before,
-                "{what}: a failed --resume changed the folder"
             );
             assert!(read_checkpoint(&case).map_or(true, |c| c.is_none()) || file == "log.jsonl");
             // `eval` reads the checkpoint but not the log.
@@ -310,12 +315,15 @@ fn a_kill_while_checkpointing_leaves_the_previous_checkpoint_usable() {
     succeeds(&every_step(&straight));
 
     let out = tmp.path().join("killed");
-    let mut kills = 0;
+    let mut kills = 0u32;
     let mut resumed = false;
-    // Round n kills the run once the staging folder of step n + 1 or later appears (a checkpoint
-    // being written), after a delay that grows with n, so the kills land at different points of
-    // the write and the run still gets further each round.
-    for n in 1..=5u32 {
+    // Each round kills the run once the staging folder of a step past the kills so far appears
+    // (a checkpoint being written), after a delay that grows with the kills, so that they land at
+    // different points of the write and the run gets further each time. A round whose run ends
+    // before a kill lands (the write was too quick to see) starts the folder afresh.
+    let mut round = 0;
+    while kills < 5 && round < 30 {
+        round += 1;
         let args = if resumed {
             with(every_step(&out), &["--resume"])
         } else {
@@ -342,32 +350,40 @@ fn a_kill_while_checkpointing_leaves_the_previous_checkpoint_usable() {
                     name.strip_prefix(".checkpoint-")
                         .and_then(|rest| rest.strip_suffix(".partial"))
                         .and_then(|step| step.parse::<u64>().ok())
-                        .is_some_and(|step| step > u64::from(n))
+                        .is_some_and(|step| step > u64::from(kills) + 1)
                 });
             if staging {
-                std::thread::sleep(Duration::from_micros(300 * u64::from(n - 1)));
+                std::thread::sleep(Duration::from_micros(300 * u64::from(kills)));
                 child.kill().unwrap();
                 killed = true;
                 break;
             }
         }
         child.wait().unwrap();
-        kills += u32::from(killed);
         match read_checkpoint(&out) {
             Ok(Some(c)) => {
-                println!("kill {n}: latest is step {}", c.step);
+                println!(
+                    "round {round} (killed: {killed}): latest is step {}",
+                    c.step
+                );
                 resumed = true;
             }
             Ok(None) => {
-                println!("kill {n}: before the first checkpoint was named");
+                println!("round {round} (killed: {killed}): no checkpoint named yet");
                 resumed = false;
             }
-            Err(e) => panic!("kill {n} left a damaged checkpoint: {e}"),
+            Err(e) => panic!("round {round} left a damaged checkpoint: {e}"),
+        }
+        if killed {
+            kills += 1;
+        } else {
+            std::fs::remove_dir_all(&out).unwrap();
+            resumed = false;
         }
     }
     assert!(
         kills >= 3,
-        "only {kills} kills landed while a checkpoint was written"
+        "only {kills} kills landed while a checkpoint was written, in {round} rounds"
     );
     let last = if resumed {
         with(every_step(&out), &["--resume"])
@@ -504,15 +520,11 @@ fn a_consistent_but_foreign_checkpoint_is_named() {
     manifest["version"] = 2.into();
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     repoint(&runs.a, &checkpoint);
-    let before = snapshot(&runs.a);
-    let out = run(&resume);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused_without_change(&runs.a, &resume, "version 2");
     assert!(
         err.contains("manifest.json has checkpoint format version 2"),
         "{err}"
     );
-    assert!(snapshot(&runs.a) == before);
 
     // run.json with an unreadable field, its manifest record and pointer made to agree.
     let run_path = runs.a.join(&checkpoint).join("run.json");
@@ -528,13 +540,9 @@ fn a_consistent_but_foreign_checkpoint_is_named() {
     });
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     repoint(&runs.a, &checkpoint);
-    let before = snapshot(&runs.a);
-    let out = run(&resume);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused_without_change(&runs.a, &resume, "unreadable lr");
     assert!(
         err.contains("run.json") && err.contains("field `lr` is unreadable"),
         "{err}"
     );
-    assert!(snapshot(&runs.a) == before);
 }
