@@ -112,7 +112,9 @@ impl<'p> Trainer<'p> {
             .into());
         }
         let threads = options.threads;
-        let mut optimizer = Optimizer::new(options)?;
+        // The program honours RECADAM_BACKEND (a library constructor does not read it).
+        let kernel = recadam_std::Kernel::from_env().map_err(recadam_std::Error::from)?;
+        let mut optimizer = Optimizer::with_kernel(options, kernel)?;
         for group in Group::glue_script(ENCODER) {
             optimizer.add_group(group)?;
         }

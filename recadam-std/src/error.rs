@@ -9,7 +9,7 @@ pub enum Error {
     /// A hyperparameter, a learning rate or slice lengths were refused by the update rule.
     #[error(transparent)]
     Config(#[from] recadam_core::Error),
-    /// `RECADAM_BACKEND` names a backend this CPU lacks, or none.
+    /// A kernel this CPU lacks, or a `RECADAM_BACKEND` that names none (`Kernel::from_env`).
     #[error(transparent)]
     Backend(#[from] recadam_simd::BackendError),
     /// `threads` must be at least 1.

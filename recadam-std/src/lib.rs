@@ -30,4 +30,6 @@ pub use optimizer::{
     align_up, Buffer, Distances, NonFiniteGuard, Optimizer, Options, ParamMut, StepReport,
 };
 pub use parallel::ALIGN;
+/// The update kernel an optimizer runs ([`Optimizer::with_kernel`]).
+pub use recadam_simd::{Backend, Kernel};
 pub use schedule::{Constant, CosineWarmup, LinearWarmupDecay, LrSchedule};

@@ -177,13 +177,14 @@ pub struct Optimizer<'s, T: SimdElement> {
 }
 
 impl<'s, T: SimdElement> Optimizer<'s, T> {
-    /// An optimizer with no groups or parameters yet; checks the options. Uses the SIMD kernel
-    /// `RECADAM_BACKEND` names, or the best the CPU has.
+    /// An optimizer with no groups or parameters yet; checks the options. Runs the best SIMD
+    /// kernel this CPU has ([`Kernel::best`]); the environment is not read (tests and benchmarks
+    /// that honour `RECADAM_BACKEND` pass `Kernel::from_env()?` to [`Optimizer::with_kernel`]).
     pub fn new(options: Options) -> Result<Self, Error> {
-        Self::with_kernel(options, Kernel::from_env()?)
+        Self::with_kernel(options, Kernel::best())
     }
 
-    /// The same with an explicit kernel.
+    /// The same with an explicit kernel (every backend gives the same bits; the choice is speed).
     pub fn with_kernel(options: Options, kernel: Kernel) -> Result<Self, Error> {
         options.config.validate()?;
         if options.threads == 0 {

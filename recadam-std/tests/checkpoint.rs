@@ -8,7 +8,8 @@ use std::time::Duration;
 use recadam_core::{Annealing, RecAdamConfig};
 use recadam_simd::SimdElement;
 use recadam_std::{
-    CheckpointError, Error, Group, LinearWarmupDecay, Optimizer, Options, ParamMut, Selector,
+    CheckpointError, Error, Group, Kernel, LinearWarmupDecay, Optimizer, Options, ParamMut,
+    Selector,
 };
 
 const SHAPES: [(&str, usize); 3] = [("enc.a", 1000), ("enc.b", 37), ("head.w", 5)];
@@ -48,7 +49,7 @@ fn optimizer<'s, T: SimdElement>(
         threads: 2,
         ..Options::new(config)
     };
-    let mut opt = Optimizer::new(options).unwrap();
+    let mut opt = Optimizer::with_kernel(options, Kernel::from_env().unwrap()).unwrap();
     opt.add_group(Group::new("enc", Selector::Prefix("enc.".into())))
         .unwrap();
     opt.add_group(Group::new("head", Selector::All).penalty(false))

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use recadam_core::{update, Annealing, RecAdamConfig, Slices, StepScalars};
 use recadam_std::{
-    Buffer, Constant, CosineWarmup, Error, Group, LinearWarmupDecay, LrSchedule, NonFiniteGuard,
-    Optimizer, Options, ParamMut, Selector,
+    Buffer, Constant, CosineWarmup, Error, Group, Kernel, LinearWarmupDecay, LrSchedule,
+    NonFiniteGuard, Optimizer, Options, ParamMut, Selector,
 };
 use recadam_testkit::golden;
 
@@ -67,7 +67,7 @@ impl Model {
 }
 
 fn optimizer<'s>(options: Options, model: &'s Model) -> Optimizer<'s, f32> {
-    let mut opt = Optimizer::new(options).unwrap();
+    let mut opt = Optimizer::with_kernel(options, Kernel::from_env().unwrap()).unwrap();
     for g in Group::glue_script("bert.") {
         opt.add_group(g).unwrap();
     }
@@ -459,7 +459,8 @@ fn caller_provided_state_is_updated_in_place() {
         .collect();
     let mut model = Model::new();
     {
-        let mut opt = Optimizer::new(Options::new(config())).unwrap();
+        let mut opt =
+            Optimizer::with_kernel(Options::new(config()), Kernel::from_env().unwrap()).unwrap();
         for g in Group::glue_script("bert.") {
             opt.add_group(g).unwrap();
         }

@@ -42,7 +42,10 @@ pub fn small_optimizer(pretrained: &[Vec<f32>]) -> Optimizer<'_, f32> {
         threads: 2, // the same bits as one thread; two exercise the splitting (under Miri too)
         ..Options::new(config)
     };
-    let mut opt = Optimizer::new(options).expect("valid options");
+    // RECADAM_BACKEND picks the kernel here, as in every test (DESIGN section 3).
+    let kernel =
+        recadam_std::Kernel::from_env().expect("RECADAM_BACKEND names a backend this CPU has");
+    let mut opt = Optimizer::with_kernel(options, kernel).expect("valid options");
     opt.add_group(Group::new("enc", Selector::Prefix("enc.".into())))
         .expect("new group");
     opt.add_group(Group::new("head", Selector::All).penalty(false))

@@ -68,7 +68,7 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
         annealing: Annealing::Sigmoid { k: 0.1, t0: 150.0 },
         ..RecAdamConfig::default()
     };
-    let mut opt = Optimizer::new(Options {
+    let options = Options {
         schedule: Box::new(LinearWarmupDecay {
             warmup: 1,
             total: 100,
@@ -76,8 +76,9 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
         max_grad_norm: Some(1.0),
         threads,
         ..Options::new(config)
-    })
-    .expect("valid options");
+    };
+    let kernel = recadam_std::Kernel::from_env().expect("RECADAM_BACKEND names a backend here");
+    let mut opt = Optimizer::with_kernel(options, kernel).expect("valid options");
     let no_decay = || Selector::ContainsAny(vec!["bias".into(), "LayerNorm.weight".into()]);
     let head_sel = || Selector::Prefix("classifier.".into());
     let not = |s: Selector| Selector::Not(Box::new(s));
