@@ -77,6 +77,21 @@ fn finetune_args<'a>(model: &'a str, glue: &'a str, out: &'a str) -> Vec<&'a str
     ]
 }
 
+/// `recadam eval` of RTE on `model` with sequences of at most `max_seq_length` tokens.
+fn eval_args<'a>(model: &'a str, glue: &'a str, max_seq_length: &'a str) -> Vec<&'a str> {
+    vec![
+        "eval",
+        "--model",
+        model,
+        "--task",
+        "RTE",
+        "--data",
+        glue,
+        "--max-seq-length",
+        max_seq_length,
+    ]
+}
+
 fn tiny_model(dir: &Path) -> String {
     recadam_cli::tiny_model::write(dir, 7).unwrap();
     dir.to_string_lossy().into_owned()
@@ -205,24 +220,17 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     assert_eq!(losses(&log), losses(&lines)[..1].to_vec());
 
     // `recadam eval` scores the run's checkpoint as the run did.
-    let out = recadam(&[
-        "eval",
-        "--model",
-        &model,
-        "--task",
-        "RTE",
-        "--data",
-        &glue,
+    let mut args = eval_args(&model, &glue, "48");
+    args.extend([
         "--run",
         &straight,
         "--batch-size",
         "32",
-        "--max-seq-length",
-        "48",
         "--threads",
         "1",
         "--json",
     ]);
+    let out = recadam(&args);
     let eval = json_lines(&out.stdout);
     assert_eq!(eval[0]["dev"]["accuracy"], summary["dev"]["accuracy"]);
 
@@ -311,20 +319,10 @@ fn too_many_threads_are_clamped() {
     let model = tiny_model(&tmp.path().join("model"));
     let glue = glue_dir().to_string_lossy().into_owned();
     let eval = |threads: &str| {
+        let mut args = eval_args(&model, &glue, "32");
+        args.extend(["--threads", threads]);
         Command::new(env!("CARGO_BIN_EXE_recadam"))
-            .args([
-                "eval",
-                "--model",
-                &model,
-                "--task",
-                "RTE",
-                "--data",
-                &glue,
-                "--max-seq-length",
-                "32",
-                "--threads",
-                threads,
-            ])
+            .args(args)
             .output()
             .unwrap()
     };
