@@ -388,6 +388,14 @@ impl RunDir {
     /// Checks that `root`'s log still begins with what it held when `checkpoint` was written.
     /// Reads, never writes: call it with every other check before [`RunDir::resume`].
     pub fn verify_log(root: &Path, checkpoint: &VerifiedCheckpoint) -> Result<(), RunError> {
+        Self::read_verified_log(root, checkpoint).map(|_| ())
+    }
+
+    /// The whole log, once its first bytes are checked against `checkpoint`.
+    fn read_verified_log(
+        root: &Path,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<Vec<u8>, RunError> {
         let path = root.join(LOG);
         let log = read_needed(&path)?;
         let len = checkpoint.log.bytes;
@@ -398,7 +406,8 @@ impl RunDir {
                 found: log.len() as u64,
             });
         }
-        checkpoint.log.check(&path, &log[..len as usize])
+        checkpoint.log.check(&path, &log[..len as usize])?;
+        Ok(log)
     }
 
     /// Continues the run in `root` from `checkpoint` (verified, with [`RunDir::verify_log`]):
@@ -410,9 +419,8 @@ impl RunDir {
         echo: bool,
     ) -> Result<RunDir, RunError> {
         let root = root.as_ref().to_path_buf();
-        Self::verify_log(&root, checkpoint)?;
+        let bytes = Self::read_verified_log(&root, checkpoint)?;
         let path = root.join(LOG);
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
         let kept = &bytes[..checkpoint.log.bytes as usize];
         if kept.len() < bytes.len() {
             recadam_std::write_atomic(&path, kept).map_err(io(&path))?;
