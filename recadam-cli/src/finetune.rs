@@ -337,7 +337,6 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
                 args.output.display()
             )));
         };
-        RunDir::verify_log(&args.output, &ckpt)?;
         let run_path = ckpt.path("run.json");
         // Typed first, so that an unreadable field is named as such; then compared by value.
         parse_json::<FinetuneArgs>(&run_path, &ckpt.run)?;
@@ -385,6 +384,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         }
         trainer.model = model;
         start_step = ckpt.step;
+        // Checks the log before it cuts it back: the first and only write of a resume's checks.
         RunDir::resume(&args.output, &ckpt, args.json)?
     } else {
         let mut dir = RunDir::create(&args.output, args.json)?;

@@ -15,7 +15,7 @@
 //! named by `latest` (written the same way). A crash at any point leaves the previous checkpoint
 //! named and whole. Reading ([`read_checkpoint`]) checks the pointer, the manifest's checksum,
 //! format and version, and every file's size and SHA-256 before anything is used; a resume also
-//! checks the log's checksummed prefix ([`RunDir::verify_log`]) before changing any file.
+//! checks the log's checksummed prefix ([`RunDir::resume`]) before changing any file.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -385,13 +385,8 @@ impl RunDir {
         })
     }
 
-    /// Checks that `root`'s log still begins with what it held when `checkpoint` was written.
-    /// Reads, never writes: call it with every other check before [`RunDir::resume`].
-    pub fn verify_log(root: &Path, checkpoint: &VerifiedCheckpoint) -> Result<(), RunError> {
-        Self::read_verified_log(root, checkpoint).map(|_| ())
-    }
-
-    /// The whole log, once its first bytes are checked against `checkpoint`.
+    /// The whole log, once its first bytes are checked against `checkpoint` (the log as it stood
+    /// when the checkpoint was written).
     fn read_verified_log(
         root: &Path,
         checkpoint: &VerifiedCheckpoint,
@@ -410,9 +405,10 @@ impl RunDir {
         Ok(log)
     }
 
-    /// Continues the run in `root` from `checkpoint` (verified, with [`RunDir::verify_log`]):
-    /// the log is cut back to what it held at the checkpoint (a resumed run logs the later steps
-    /// again).
+    /// Continues the run in `root` from `checkpoint` (from [`read_checkpoint`]): checks that the
+    /// log still begins with what it held at the checkpoint, then cuts it back to that (a resumed
+    /// run logs the later steps again). Nothing is written unless the check passes; call it after
+    /// every other check of the resume.
     pub fn resume(
         root: impl AsRef<Path>,
         checkpoint: &VerifiedCheckpoint,
