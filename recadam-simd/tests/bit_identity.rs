@@ -354,7 +354,9 @@ proptest! {
 
     /// Every backend gives the defined order's bits and the right finiteness, at any offset.
     #[test]
-    fn grad_stats_have_one_result(data in prop::collection::vec(value(), 0..700), offset in 0usize..17) {
+    // Under Miri (which interprets every emulated AVX2 instruction) shorter slices: still several
+    // whole vectors, the unaligned start and the tail.
+    fn grad_stats_have_one_result(data in prop::collection::vec(value(), 0..if cfg!(miri) { 120 } else { 700 }), offset in 0usize..17) {
         let kernels = kernels();
         let f32s: Vec<f32> = data.iter().map(|&x| x as f32).collect();
         let f64s: Vec<f64> = data.clone();
