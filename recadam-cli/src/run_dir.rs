@@ -491,17 +491,12 @@ impl RunDir {
             sha256: hex(&self.log_hash.clone().finalize()),
         };
 
+        // Written in full under a staging name, then renamed into place; on any error the
+        // staging folder goes and the previous checkpoint stays the latest.
         let staging = self.root.join(format!(".{name}{STAGING_SUFFIX}"));
-        let written = write_checkpoint_folder(&staging, step, [&model, &optimizer, &run], log);
-        let manifest_sum = match written {
-            Ok(sum) => sum,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(e);
-            }
-        };
         let dir = self.root.join(&name);
         let placed = (|| {
+            let sum = write_checkpoint_folder(&staging, step, [&model, &optimizer, &run], log)?;
             if dir.exists() {
                 // Left by a crash before `latest` named it: never the latest (checked above).
                 std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
@@ -509,12 +504,12 @@ impl RunDir {
             std::fs::rename(&staging, &dir).map_err(io(&dir))?;
             File::open(&self.root)
                 .and_then(|d| d.sync_all())
-                .map_err(io(&self.root))
+                .map_err(io(&self.root))?;
+            Ok(sum)
         })();
-        if let Err(e) = placed {
+        let manifest_sum = placed.inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        })?;
         self.write(LATEST, format!("{name} sha256:{manifest_sum}\n").as_bytes())?;
         for entry in std::fs::read_dir(&self.root)
             .map_err(io(&self.root))?
@@ -574,6 +569,14 @@ fn write_checkpoint_folder(
     Ok(sha256_hex(&bytes))
 }
 
+/// The head's tensor shapes as Hugging Face stores them: weight `[outputs, hidden]`, bias
+/// `[outputs]`.
+fn head_shapes(model: &Classifier) -> [Vec<usize>; 2] {
+    let outputs = model.head.bias.len();
+    let hidden = model.head.weight.len() / outputs.max(1);
+    [vec![outputs, hidden], vec![outputs]]
+}
+
 /// The model's parameters as safetensors, under Hugging Face's names.
 pub fn model_to_safetensors(model: &Classifier) -> Result<Vec<u8>, RunError> {
     fn view(shape: Vec<usize>, data: &[f32]) -> Result<TensorView<'_>, SafeTensorError> {
@@ -587,16 +590,12 @@ pub fn model_to_safetensors(model: &Classifier) -> Result<Vec<u8>, RunError> {
             view(shape.to_vec(), &model.encoder.data[offset..offset + n]),
         ));
     }
-    let outputs = model.head.bias.len();
-    let hidden = model.head.weight.len() / outputs.max(1);
+    let [weight_shape, bias_shape] = head_shapes(model);
     tensors.push((
         "classifier.weight".into(),
-        view(vec![outputs, hidden], &model.head.weight),
+        view(weight_shape, &model.head.weight),
     ));
-    tensors.push((
-        "classifier.bias".into(),
-        view(vec![outputs], &model.head.bias),
-    ));
+    tensors.push(("classifier.bias".into(), view(bias_shape, &model.head.bias)));
     let in_memory = Path::new("<model>");
     let tensors: Vec<_> = tensors
         .into_iter()
@@ -640,12 +639,11 @@ pub fn load_model(path: &Path, bytes: &[u8], model: &mut Classifier) -> Result<(
             &mut encoder[offset..offset + n],
         )?;
     }
-    let outputs = model.head.bias.len();
-    let hidden = model.head.weight.len() / outputs.max(1);
+    let [weight_shape, bias_shape] = head_shapes(model);
     let mut weight = model.head.weight.clone();
     let mut bias = model.head.bias.clone();
-    read("classifier.weight", &[outputs, hidden], &mut weight)?;
-    read("classifier.bias", &[outputs], &mut bias)?;
+    read("classifier.weight", &weight_shape, &mut weight)?;
+    read("classifier.bias", &bias_shape, &mut bias)?;
     let expected = model.encoder.layout.entries().count() + 2;
     if file.len() != expected {
         return Err(invalid(
