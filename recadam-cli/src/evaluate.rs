@@ -137,6 +137,14 @@ pub fn gold_scores<'e>(
     })
 }
 
+/// [`gold_scores`] widened for the correlation metrics.
+fn gold_scores_f64(task: Task, examples: &[Example]) -> Result<Vec<f64>, EvalError> {
+    Ok(gold_scores(task, examples)?
+        .into_iter()
+        .map(f64::from)
+        .collect())
+}
+
 /// The gold classes of a classification task's examples: a score, or a class the task does not
 /// have, is an error naming the example. (Training and scoring read labels through these two
 /// functions: one policy.)
@@ -169,10 +177,7 @@ pub fn score(task: Task, logits: &[f32], examples: &[Example]) -> Result<Scores,
     let outputs = task.outputs();
     if task == Task::Stsb {
         let pred: Vec<f64> = logits.iter().map(|&x| f64::from(x)).collect();
-        let gold: Vec<f64> = gold_scores(task, examples)?
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let gold = gold_scores_f64(task, examples)?;
         return Ok(vec![
             ("spearman", metrics::spearman(&pred, &gold)?),
             ("pearson", metrics::pearson(&pred, &gold)?),
@@ -243,9 +248,6 @@ pub fn zero_shot_similarity(
         .zip(b.chunks_exact(h))
         .map(|(x, y)| cosine(x, y))
         .collect();
-    let gold: Vec<f64> = gold_scores(Task::Stsb, stsb)?
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let gold = gold_scores_f64(Task::Stsb, stsb)?;
     Ok(metrics::spearman(&sims, &gold)?)
 }
