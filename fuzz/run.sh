@@ -9,6 +9,10 @@ target="${1:-all}"
 seconds="${2:-60}"
 targets=(update_differential config checkpoint_load safetensors_model tokenizer_input glue_tsv)
 [ "$target" = all ] || targets=("$target")
+# tokenizer_input reads the real model's tokenizer: fetch it unless RECADAM_MINILM_DIR names one.
+case " ${targets[*]} " in
+  *" tokenizer_input "*) [ -n "${RECADAM_MINILM_DIR:-}" ] || ../scripts/fetch-minilm.sh ;;
+esac
 for t in "${targets[@]}"; do
   flags=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
   case "$t" in
