@@ -5,16 +5,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use recadam_std::Optimizer;
-use recadam_testkit::fixtures::{small_optimizer, small_pretrained, SMALL_SHAPES};
+use recadam_testkit::fixtures::{small_optimizer, small_pretrained};
 
-/// Step count and the bits of every state buffer.
-fn state(opt: &Optimizer<'_, f32>) -> (u64, u64, Vec<u32>) {
+/// Step counts, the groups' learning rates, and the bits of every state buffer.
+fn state(opt: &Optimizer<'_, f32>) -> (u64, u64, Vec<u64>, Vec<u64>, Vec<u32>) {
     let mut bits = Vec::new();
-    for (name, _) in SMALL_SHAPES {
-        let (m, v) = opt.state(name).unwrap();
+    let mut steps = Vec::new();
+    for id in opt.ids() {
+        let (m, v) = opt.state(id).unwrap();
         bits.extend(m.iter().chain(v).map(|x| x.to_bits()));
+        steps.push(opt.param_steps(id).unwrap());
     }
-    (opt.steps(), opt.skipped_steps(), bits)
+    let lrs = opt.groups().map(|(_, c)| c.lr.to_bits()).collect();
+    (opt.steps(), opt.skipped_steps(), steps, lrs, bits)
 }
 
 fuzz_target!(|data: &[u8]| {

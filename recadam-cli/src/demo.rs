@@ -7,14 +7,14 @@
 use std::time::Instant;
 
 use recadam_core::{Annealing, PenaltyMode, RecAdamConfig};
-use recadam_std::bert::{BertWeights, Head, Rng, Targets};
+use recadam_std::bert::{BertWeights, Head, Targets};
 use recadam_std::{LinearWarmupDecay, Options};
 
-use crate::evaluate::predicted_classes;
 use crate::finetune::OptimizerKind;
-use crate::metrics;
 use crate::synthetic::{model_config, Dataset, SyntheticTask};
-use crate::trainer::{Classifier, TrainError, Trainer};
+use recadam_std::evaluate::predicted_classes;
+use recadam_std::metrics;
+use recadam_std::trainer::{Batches, Classifier, TrainError, Trainer};
 
 /// The demo's settings; the defaults are what `recadam demo` runs.
 #[derive(Clone, Debug)]
@@ -114,41 +114,6 @@ pub fn accuracy(model: &Classifier, data: &Dataset, threads: usize) -> Result<f6
     Ok(metrics::accuracy(&predicted, &data.labels).unwrap_or(0.0))
 }
 
-/// A batch order: every epoch a new permutation of the training set, from `seed`.
-pub struct Batches {
-    rng: Rng,
-    order: Vec<usize>,
-    next: usize,
-    size: usize,
-}
-
-impl Batches {
-    /// Batches of `size` rows out of `len`.
-    pub fn new(len: usize, size: usize, seed: u64) -> Batches {
-        Batches {
-            rng: Rng::new(seed),
-            order: (0..len).collect(),
-            next: len,
-            size: size.clamp(1, len.max(1)),
-        }
-    }
-
-    /// The rows of the next batch.
-    pub fn next_rows(&mut self) -> Vec<usize> {
-        if self.next + self.size > self.order.len() {
-            // Fisher-Yates with the seeded generator.
-            for i in (1..self.order.len()).rev() {
-                let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
-                self.order.swap(i, j);
-            }
-            self.next = 0;
-        }
-        let rows = self.order[self.next..self.next + self.size].to_vec();
-        self.next += self.size;
-        rows
-    }
-}
-
 fn options(config: RecAdamConfig, steps: u64, threads: usize) -> Options {
     Options {
         schedule: Box::new(LinearWarmupDecay {
@@ -173,12 +138,12 @@ pub fn pretrain(
         encoder.config.hidden_size,
         o.seed ^ 0x5352_4345,
     );
-    let start = encoder.data.clone();
+    let start = encoder.data.clone().into();
     let model = Classifier { encoder, head };
     let config = RecAdamConfig::adamw(o.lr, 0.01);
     let mut trainer = Trainer::new(
         model,
-        &start,
+        start,
         options(config, o.pretrain_steps, o.threads),
         false,
     )?;
@@ -234,7 +199,7 @@ pub fn finetune(
     mut progress: impl FnMut(&CurvePoint),
 ) -> Result<DemoRun, TrainError> {
     let started = Instant::now();
-    let theta_star = &pre.model.encoder.data;
+    let theta_star = pre.model.encoder.data.clone().into();
     let model = Classifier {
         encoder: pre.model.encoder.clone(),
         head: Head::new(

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use recadam_std::bert::{BertTokenizer, BertWeights, Head};
 use serde_json::json;
 
-use crate::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
-use crate::glue::{self, Split, Task};
-use crate::run_dir::{load_model, read_checkpoint};
-use crate::trainer::Classifier;
+use recadam_std::evaluate::{evaluate, scores_to_json, similarity_probe, zero_shot_similarity};
+use recadam_std::glue::{self, Split, Task};
+use recadam_std::run_dir::{load_model, read_checkpoint};
+use recadam_std::trainer::Classifier;
 
 /// The options of `recadam eval`.
 #[derive(Clone, Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct EvalArgs {
     pub task: Task,
     /// The GLUE folder (`<DIR>/<TASK>/{train,dev}.tsv`, as `download_glue_data.py` lays it out);
     /// default: the copy in the repository this program was built from.
-    #[arg(long, env = "GLUE_DIR", default_value_os_t = crate::glue::default_dir())]
+    #[arg(long, env = "GLUE_DIR", default_value_os_t = recadam_std::glue::default_dir())]
     pub data: PathBuf,
     /// A `recadam finetune` output folder: its latest checkpoint is scored.
     #[arg(long)]

@@ -12,15 +12,15 @@ use recadam_std::{LinearWarmupDecay, Options};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::demo::Batches;
-use crate::evaluate::{
+use crate::plot::{write_svg, Panel, Series};
+use recadam_std::evaluate::{
     evaluate, gold_classes, gold_scores, scores_to_json, similarity_probe, zero_shot_similarity,
     EvalError,
 };
-use crate::glue::{self, Example, Split, Task};
-use crate::plot::{write_svg, Panel, Series};
-use crate::run_dir::{load_model, parse_json, read_checkpoint, RunDir, RunError};
-use crate::trainer::{Classifier, Trainer};
+use recadam_std::glue::{self, Example, Split, Task};
+use recadam_std::run_dir::{load_model, parse_json, read_checkpoint, RunDir, RunError};
+use recadam_std::trainer::Batches;
+use recadam_std::trainer::{Classifier, Trainer};
 
 /// The update rule of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -67,7 +67,7 @@ pub struct FinetuneArgs {
     pub task: Task,
     /// The GLUE folder (`<DIR>/<TASK>/{train,dev}.tsv`, as `download_glue_data.py` lays it out);
     /// default: the copy in the repository this program was built from.
-    #[arg(long, env = "GLUE_DIR", default_value_os_t = crate::glue::default_dir())]
+    #[arg(long, env = "GLUE_DIR", default_value_os_t = recadam_std::glue::default_dir())]
     pub data: PathBuf,
     /// The update rule.
     #[arg(long, value_enum, default_value = "recadam")]
@@ -165,13 +165,13 @@ pub enum FinetuneError {
     Data(#[from] glue::GlueError),
     /// Training.
     #[error(transparent)]
-    Train(#[from] crate::trainer::TrainError),
+    Train(#[from] recadam_std::trainer::TrainError),
     /// Scoring.
     #[error(transparent)]
-    Eval(#[from] crate::evaluate::EvalError),
+    Eval(#[from] recadam_std::evaluate::EvalError),
     /// The output folder.
     #[error(transparent)]
-    Run(#[from] crate::run_dir::RunError),
+    Run(#[from] recadam_std::run_dir::RunError),
     /// The optimizer's set-up or checkpoint.
     #[error(transparent)]
     Optimizer(#[from] recadam_std::Error),
@@ -322,7 +322,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         threads,
         ..Options::new(args.config())
     };
-    let mut trainer = Trainer::new(model, &theta_star, options, true)?;
+    let mut trainer = Trainer::new(model, theta_star.into(), options, true)?;
     let run_json = serde_json::to_value(args)
         .map_err(|e| FinetuneError::Usage(format!("the options do not serialise: {e}")))?;
 

@@ -1,10 +1,10 @@
 //! Scoring on a tiny model made by the test: embeddings ignore padding, the zero-shot similarity
 //! ranks identical pairs above unrelated ones, and logits do not depend on batching.
 
-use recadam_cli::evaluate::{predict, zero_shot_similarity};
-use recadam_cli::glue::{Example, Label};
-use recadam_cli::trainer::Classifier;
 use recadam_std::bert::{BertTokenizer, BertWeights, Head};
+use recadam_std::evaluate::{predict, zero_shot_similarity};
+use recadam_std::glue::{Example, Label};
+use recadam_std::trainer::Classifier;
 
 fn tiny() -> (tempfile::TempDir, Classifier, BertTokenizer) {
     let dir = tempfile::tempdir().unwrap();
@@ -93,8 +93,8 @@ fn zero_shot_similarity_ranks_identical_pairs_first() {
 
 #[test]
 fn classification_scores_refuse_labels_of_another_kind() {
-    use recadam_cli::evaluate::score;
-    use recadam_cli::glue::Task;
+    use recadam_std::evaluate::score;
+    use recadam_std::glue::Task;
     let example = |label| Example {
         text_a: "a".into(),
         text_b: Some("b".into()),
@@ -118,8 +118,8 @@ fn classification_scores_refuse_labels_of_another_kind() {
 /// the task is an error naming the example, never a silent class 0 (as finetune once made it).
 #[test]
 fn training_labels_follow_the_scoring_policy() {
-    use recadam_cli::evaluate::{gold_classes, gold_scores};
-    use recadam_cli::glue::Task;
+    use recadam_std::evaluate::{gold_classes, gold_scores};
+    use recadam_std::glue::Task;
     let example = |label| Example {
         text_a: "a".into(),
         text_b: None,
@@ -140,7 +140,7 @@ fn training_labels_follow_the_scoring_policy() {
 /// STS-B file that is there and does not read is an error (it used to be skipped in silence).
 #[test]
 fn a_damaged_similarity_probe_file_is_an_error() {
-    use recadam_cli::evaluate::similarity_probe;
+    use recadam_std::evaluate::similarity_probe;
     let (model, _, _) = tiny();
     std::fs::write(model.path().join("modules.json"), "[]").unwrap();
     let glue = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use recadam_cli::run_dir::read_checkpoint;
+use recadam_std::run_dir::read_checkpoint;
 
 fn glue_dir() -> String {
     recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")

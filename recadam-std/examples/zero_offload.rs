@@ -5,11 +5,12 @@
 //!
 //!     cargo run --release -p recadam-std --example zero_offload
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use recadam_core::{Annealing, RecAdamConfig};
-use recadam_std::{Buffer, Group, LinearWarmupDecay, Optimizer, Options, ParamMut};
+use recadam_std::{
+    Buffer, Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, Pretrained,
+};
 
 /// Stands in for the framework's pinned host allocation of one tensor.
 struct HostTensor {
@@ -88,14 +89,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for g in Group::glue_script("bert.") {
         opt.add_group(g)?;
     }
+    // Registration returns a handle per tensor; steps pass handles, not names.
+    let mut ids: Vec<ParamId> = Vec::new();
     for (name, m, v, pp) in rest {
-        opt.register_with_state(
+        ids.push(opt.register_with_state(
             name,
             pp.len(),
-            Some(Cow::Borrowed(pp)),
+            Some(Pretrained::Borrowed(pp)),
             Buffer::Borrowed(m),
             Buffer::Borrowed(v),
-        )?;
+        )?);
     }
     let total: usize = params.iter().map(|p| p.1.len()).sum();
     println!(
@@ -109,12 +112,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut batch: Vec<ParamMut<'_, f32>> = params
             .iter_mut()
-            .map(|(name, value, grad)| ParamMut { name, value, grad })
+            .zip(&ids)
+            .map(|((_, value, grad), &id)| ParamMut::new(id, value, grad))
             .collect();
         let report = opt.step(&mut batch)?;
         if t % 5 == 0 {
-            let d =
-                opt.distance_to_pretrained(params.iter().map(|(n, v, _)| (*n, v.as_slice())))?;
+            let values = ids.iter().zip(&params).map(|(&id, p)| (id, p.1.as_slice()));
+            let d = opt.distance_to_pretrained(values)?;
             println!(
                 "step {t:>2}: lr {:.2e}  λ {:.3}  |g| {:.3?}  distance to θ* {:.3e}",
                 report.lr, report.lambda, report.grad_norm, d.overall

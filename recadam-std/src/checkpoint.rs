@@ -2,9 +2,14 @@
 //!
 //! Layout: one tensor per state buffer, `<parameter>::exp_avg` and `<parameter>::exp_avg_sq`, of
 //! shape `[len]` in the optimizer's dtype; the safetensors metadata holds the format name and
-//! version, the dtype, the step and skipped-step counts, the hyperparameters, the groups, the
-//! schedule, the clipping norm, the parameter list (name, group, length, CRC-32 of θ*), and a
-//! CRC-32 of all of that and of every tensor's bytes. θ* itself is not stored (it is the
+//! version, the dtype, the step and skipped-step counts, the default hyperparameters, the groups
+//! with the hyperparameters each resolves to, the schedule, the clipping norm, the step count
+//! kind, the parameter list (name, group, length, steps taken, CRC-32 of θ*), and a CRC-32 of
+//! all of that and of every tensor's bytes.
+//!
+//! A resume must use the same setup, except for what a step changes: the state, the step counts
+//! and each group's learning rate (which a caller's scheduler sets, as PyTorch's
+//! `load_state_dict` restores `param_groups[i]["lr"]`) are restored from the file. θ* itself is not stored (it is the
 //! pretrained model, which the caller has); its checksum makes sure a resume uses the same one.
 //!
 //! Saving is atomic: the file is written beside the target under a temporary name, flushed to
@@ -29,7 +34,7 @@ use crate::{CheckpointError, Error, Optimizer};
 compile_error!("checkpoints store little-endian bytes; big-endian targets are not supported");
 
 /// The checkpoint format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const FORMAT: &str = "recadam-optimizer";
 /// The name errors give a checkpoint held in memory.
 const MEMORY: &str = "<in memory>";
@@ -82,8 +87,7 @@ impl From<&RecAdamConfig> for ConfigRecord {
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct GroupRecord {
     name: String,
-    penalty: bool,
-    weight_decay: bool,
+    config: ConfigRecord,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +95,7 @@ struct ParamRecord {
     name: String,
     group: String,
     len: usize,
+    steps: u64,
     pretrained_crc32: Option<u32>,
 }
 
@@ -165,9 +170,8 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             .groups
             .iter()
             .map(|g| GroupRecord {
-                name: g.name.clone(),
-                penalty: g.penalty,
-                weight_decay: g.weight_decay,
+                name: g.group.name.clone(),
+                config: ConfigRecord::from(&g.config),
             })
             .collect();
         let params: Vec<ParamRecord> = self
@@ -175,8 +179,9 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             .iter()
             .map(|p| ParamRecord {
                 name: p.name.clone(),
-                group: self.groups[p.group].name.clone(),
+                group: self.groups[p.group].group.name.clone(),
                 len: p.exp_avg.len(),
+                steps: p.steps,
                 pretrained_crc32: p.pretrained.as_deref().map(crc32_of),
             })
             .collect();
@@ -193,6 +198,7 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             ("groups".into(), to_json(&groups)),
             ("schedule".into(), self.options.schedule.describe()),
             ("max_grad_norm".into(), to_json(&self.options.max_grad_norm)),
+            ("step_count".into(), self.options.step_count.name().into()),
             ("params".into(), to_json(&params)),
         ])
     }
@@ -261,8 +267,9 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
     }
 
     /// Loads the state saved by [`Optimizer::save_checkpoint`] into this optimizer, which must
-    /// have the same dtype, hyperparameters, groups, schedule, clipping and parameters (with the
-    /// same θ*). On any error nothing changes.
+    /// have the same dtype, hyperparameters, groups, schedule, clipping, step count kind and
+    /// parameters (with the same θ*). The state, the step counts and the groups' learning rates
+    /// are restored. On any error nothing changes.
     pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
@@ -280,10 +287,15 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
 
     fn load_decoded(&mut self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let state = self.decode(path, bytes)?;
-        for (p, (m, v)) in self.params.iter_mut().zip(state.buffers) {
+        for ((p, (m, v)), steps) in self.params.iter_mut().zip(state.buffers).zip(state.steps) {
             p.exp_avg.copy_from_slice(&m);
             p.exp_avg_sq.copy_from_slice(&v);
+            p.steps = steps;
         }
+        for (g, lr) in self.groups.iter_mut().zip(state.lrs) {
+            g.config.lr = lr;
+        }
+        self.options.config.lr = state.default_lr;
         self.step = state.step;
         self.skipped = state.skipped;
         Ok(())
@@ -346,17 +358,48 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
 
         // The setup must be the one that wrote it.
         let current = self.metadata();
-        for key in ["dtype", "config", "groups", "schedule", "max_grad_norm"] {
+        for key in ["dtype", "schedule", "max_grad_norm", "step_count"] {
             if field(key)? != &current[key] {
                 return Err(mismatch(key, field(key)?.clone(), current[key].clone()));
             }
         }
-        let parse_json = |key: &str| -> Result<Vec<ParamRecord>, CheckpointError> {
-            serde_json::from_str(field(key)?)
-                .map_err(|e| invalid(format!("`{key}` is not readable: {e}")))
-        };
-        let saved_params = parse_json("params")?;
-        let current_params = parse_json_current(&current["params"]);
+        // The default hyperparameters and the groups: the same, but for the learning rates,
+        // which are restored.
+        let mut saved_config: ConfigRecord = parse_json(field("config")?, "config", &invalid)?;
+        let mut current_config: ConfigRecord = parse_json(&current["config"], "config", &invalid)?;
+        let default_lr = saved_config.lr;
+        (saved_config.lr, current_config.lr) = (0.0, 0.0);
+        if saved_config != current_config {
+            return Err(mismatch(
+                "config (besides the learning rate)",
+                to_json(&saved_config),
+                to_json(&current_config),
+            ));
+        }
+        let mut saved_groups: Vec<GroupRecord> = parse_json(field("groups")?, "groups", &invalid)?;
+        let lrs: Vec<f64> = saved_groups.iter().map(|g| g.config.lr).collect();
+        if let Some(bad) = lrs
+            .iter()
+            .chain([&default_lr])
+            .find(|lr| !(**lr >= 0.0 && lr.is_finite()))
+        {
+            return Err(invalid(format!("a group's learning rate is {bad}")));
+        }
+        let mut current_groups: Vec<GroupRecord> =
+            parse_json(&current["groups"], "groups", &invalid)?;
+        for g in saved_groups.iter_mut().chain(current_groups.iter_mut()) {
+            g.config.lr = 0.0;
+        }
+        if saved_groups != current_groups {
+            return Err(mismatch(
+                "groups (besides their learning rates)",
+                to_json(&saved_groups),
+                to_json(&current_groups),
+            ));
+        }
+        let saved_params: Vec<ParamRecord> = parse_json(field("params")?, "params", &invalid)?;
+        let mut current_params: Vec<ParamRecord> =
+            parse_json(&current["params"], "params", &invalid)?;
         if saved_params.len() != current_params.len() {
             return Err(mismatch(
                 "the number of parameters",
@@ -364,7 +407,8 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
                 current_params.len().to_string(),
             ));
         }
-        for (saved, now) in saved_params.iter().zip(&current_params) {
+        for (saved, now) in saved_params.iter().zip(current_params.iter_mut()) {
+            now.steps = saved.steps;
             if saved != now {
                 return Err(mismatch(
                     &format!("parameter `{}`", now.name),
@@ -415,18 +459,32 @@ impl<T: SimdElement + Pod> Optimizer<'_, T> {
             step,
             skipped,
             buffers,
+            steps: saved_params.iter().map(|p| p.steps).collect(),
+            lrs,
+            default_lr,
         })
     }
 }
 
-fn parse_json_current(json: &str) -> Vec<ParamRecord> {
-    serde_json::from_str(json).expect("our own records parse")
+/// A metadata field's JSON records; an error names the field.
+fn parse_json<R: serde::de::DeserializeOwned>(
+    json: &str,
+    key: &str,
+    invalid: &impl Fn(String) -> CheckpointError,
+) -> Result<R, CheckpointError> {
+    serde_json::from_str(json).map_err(|e| invalid(format!("`{key}` is not readable: {e}")))
 }
 
 struct Decoded<T> {
     step: u64,
     skipped: u64,
     buffers: Vec<(Vec<T>, Vec<T>)>,
+    /// Per parameter, the steps it took.
+    steps: Vec<u64>,
+    /// Per group, its base learning rate.
+    lrs: Vec<f64>,
+    /// The base learning rate of groups added later.
+    default_lr: f64,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, and fsync of

@@ -24,21 +24,27 @@ pub enum Error {
     /// A parameter registered, or given to a step, twice.
     #[error("parameter `{0}` is given twice")]
     DuplicateParam(String),
-    /// A parameter name no group's selector takes.
-    #[error("parameter `{0}` matches no group: add a group that selects it (Selector::All takes every name)")]
-    NoGroup(String),
     /// A parameter of a penalised group registered without θ*.
-    #[error("parameter `{name}` is in group `{group}`, which pulls parameters towards their pretrained weights, but no pretrained weights were given")]
+    #[error("parameter `{name}` is in group `{group}`, which pulls parameters towards their pretrained weights, but no pretrained weights were given (register it with `register_pretrained`, or give its group `anneal_w(0.0)`)")]
     MissingPretrained {
         /// The parameter.
         name: String,
         /// Its group.
         group: String,
     },
-    /// A step or a metric was given a name that is not registered.
-    #[error("parameter `{0}` is not registered")]
-    UnknownParam(String),
-    /// A step was not given a registered parameter.
+    /// A handle that is not one of this optimizer's parameters (another optimizer's).
+    #[error("parameter handle #{0} does not belong to this optimizer")]
+    ForeignParam(usize),
+    /// More parameters than a handle can number (2^32).
+    #[error("cannot register more than {0} parameters")]
+    TooManyParams(usize),
+    /// A group name that was not added.
+    #[error("group `{0}` does not exist")]
+    UnknownGroup(String),
+    /// The optimizer's thread pool could not be started.
+    #[error("cannot start the optimizer's threads: {0}")]
+    Pool(String),
+    /// A metric was not given a registered parameter that it needs.
     #[error("registered parameter `{0}` was not given")]
     MissingParam(String),
     /// A buffer of the wrong length.

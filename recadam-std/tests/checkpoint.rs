@@ -1,6 +1,5 @@
 //! Checkpoints: exact resume, and every kind of bad file is a typed error that changes nothing.
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -8,8 +7,8 @@ use std::time::Duration;
 use recadam_core::{Annealing, RecAdamConfig};
 use recadam_simd::SimdElement;
 use recadam_std::{
-    CheckpointError, Error, Group, Kernel, LinearWarmupDecay, Optimizer, Options, ParamMut,
-    Selector,
+    CheckpointError, Error, Group, Kernel, LinearWarmupDecay, Optimizer, Options, ParamId,
+    ParamMut, Selector,
 };
 
 const SHAPES: [(&str, usize); 3] = [("enc.a", 1000), ("enc.b", 37), ("head.w", 5)];
@@ -52,10 +51,10 @@ fn optimizer<'s, T: SimdElement>(
     let mut opt = Optimizer::with_kernel(options, Kernel::from_env().unwrap()).unwrap();
     opt.add_group(Group::new("enc", Selector::Prefix("enc.".into())))
         .unwrap();
-    opt.add_group(Group::new("head", Selector::All).penalty(false))
+    opt.add_group(Group::new("head", Selector::All).anneal_w(0.0))
         .unwrap();
-    for (k, &(name, n)) in shapes.iter().enumerate() {
-        opt.register(name, n, Some(Cow::Borrowed(&pp[k]))).unwrap();
+    for (k, &(name, _)) in shapes.iter().enumerate() {
+        opt.register_pretrained(name, &pp[k]).unwrap();
     }
     opt
 }
@@ -65,11 +64,7 @@ fn train<T: SimdElement>(
     values: &mut [Vec<T>],
     steps: std::ops::RangeInclusive<u64>,
 ) {
-    let names: Vec<&str> = opt
-        .param_names()
-        .map(|n| n.to_owned())
-        .map(|n| &*Box::leak(n.into_boxed_str()))
-        .collect();
+    let ids: Vec<ParamId> = opt.ids().collect();
     for t in steps {
         let grads: Vec<Vec<T>> = values
             .iter()
@@ -83,18 +78,18 @@ fn train<T: SimdElement>(
         let mut params: Vec<ParamMut<'_, T>> = values
             .iter_mut()
             .zip(&grads)
-            .zip(&names)
-            .map(|((value, grad), &name)| ParamMut { name, value, grad })
+            .zip(&ids)
+            .map(|((value, grad), &id)| ParamMut::new(id, value, grad))
             .collect();
         opt.step(&mut params).unwrap();
     }
 }
 
 fn state_bits<T: SimdElement>(opt: &Optimizer<'_, T>) -> Vec<u64> {
-    let names: Vec<String> = opt.param_names().map(String::from).collect();
     let mut out = vec![opt.steps(), opt.skipped_steps()];
-    for n in names {
-        let (m, v) = opt.state(&n).unwrap();
+    for id in opt.ids() {
+        out.push(opt.param_steps(id).unwrap());
+        let (m, v) = opt.state(id).unwrap();
         out.extend(m.iter().chain(v).map(|x| x.widen_to_f64().to_bits()));
     }
     out
@@ -227,7 +222,7 @@ fn a_wrong_version_or_format_is_named() {
     let (_, bytes) = saved(dir.path());
     let err = load_bad(
         dir.path(),
-        &edit_header(&bytes, "\"version\":\"1\"", "\"version\":\"7\""),
+        &edit_header(&bytes, "\"version\":\"2\"", "\"version\":\"7\""),
     );
     assert!(
         matches!(&err, CheckpointError::Version { found, .. } if found == "7"),
@@ -278,7 +273,7 @@ fn a_different_setup_is_a_mismatch_that_names_what_differs() {
     let pp = pretrained::<f32>(&SHAPES);
     let mut other = optimizer(
         RecAdamConfig {
-            lr: 2e-4,
+            weight_decay: 0.02,
             ..config()
         },
         &SHAPES,
@@ -286,8 +281,43 @@ fn a_different_setup_is_a_mismatch_that_names_what_differs() {
     );
     assert_eq!(
         mismatch(other.load_checkpoint(&path).unwrap_err()),
-        "config"
+        "config (besides the learning rate)"
     );
+    // a group's own hyperparameters
+    let options = Options {
+        schedule: Box::new(LinearWarmupDecay {
+            warmup: 2,
+            total: 10,
+        }),
+        max_grad_norm: Some(1.0),
+        ..Options::new(config())
+    };
+    let mut regrouped = Optimizer::with_kernel(options, Kernel::from_env().unwrap()).unwrap();
+    regrouped
+        .add_group(Group::new("enc", Selector::Prefix("enc.".into())).eps(1e-6))
+        .unwrap();
+    regrouped
+        .add_group(Group::new("head", Selector::All).anneal_w(0.0))
+        .unwrap();
+    for (k, &(name, _)) in SHAPES.iter().enumerate() {
+        regrouped.register_pretrained(name, &pp[k]).unwrap();
+    }
+    assert_eq!(
+        mismatch(regrouped.load_checkpoint(&path).unwrap_err()),
+        "groups (besides their learning rates)"
+    );
+    // The learning rate is not setup but state (a caller's scheduler sets it): it is restored,
+    // as PyTorch's `load_state_dict` restores each group's `lr`.
+    let mut other_lr = optimizer(
+        RecAdamConfig {
+            lr: 2e-4,
+            ..config()
+        },
+        &SHAPES,
+        &pp,
+    );
+    other_lr.load_checkpoint(&path).unwrap();
+    assert!(other_lr.groups().all(|(_, c)| c.lr == config().lr));
     // a parameter's shape
     let shapes = [("enc.a", 1000), ("enc.b", 38), ("head.w", 5)];
     let pp_shape = pretrained::<f32>(&shapes);

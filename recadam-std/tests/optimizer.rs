@@ -1,12 +1,10 @@
 //! The optimizer against the core reference update, across thread counts, with the guard,
 //! clipping, groups, schedules and metrics.
 
-use std::borrow::Cow;
-
 use recadam_core::{update, Annealing, RecAdamConfig, Slices, StepScalars};
 use recadam_std::{
     Buffer, Constant, CosineWarmup, Error, Group, Kernel, LinearWarmupDecay, LrSchedule,
-    NonFiniteGuard, Optimizer, Options, ParamMut, Selector,
+    NonFiniteGuard, Optimizer, Options, ParamId, ParamMut, Pretrained, Selector,
 };
 use recadam_testkit::golden;
 
@@ -71,9 +69,8 @@ fn optimizer<'s>(options: Options, model: &'s Model) -> Optimizer<'s, f32> {
     for g in Group::glue_script("bert.") {
         opt.add_group(g).unwrap();
     }
-    for (k, &(name, n)) in SHAPES.iter().enumerate() {
-        opt.register(name, n, Some(Cow::Borrowed(&model.pretrained[k])))
-            .unwrap();
+    for (k, &(name, _)) in SHAPES.iter().enumerate() {
+        opt.register_pretrained(name, &model.pretrained[k]).unwrap();
     }
     opt
 }
@@ -83,12 +80,13 @@ fn step(
     model: &mut Model,
     grads: &[Vec<f32>],
 ) -> Result<recadam_std::StepReport, Error> {
+    let ids: Vec<ParamId> = opt.ids().collect();
     let mut params: Vec<ParamMut<'_, f32>> = model
         .values
         .iter_mut()
         .zip(grads)
-        .zip(SHAPES)
-        .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
+        .zip(ids)
+        .map(|((value, grad), id)| ParamMut::new(id, value, grad))
         .collect();
     params.reverse(); // any order
     opt.step(&mut params)
@@ -144,19 +142,14 @@ fn matches_the_core_update_with_the_glue_groups() {
         }
         assert_eq!(bits(&model.values), bits(&reference.values), "step {t}");
     }
-    for (k, &(name, _)) in SHAPES.iter().enumerate() {
-        let (m, v) = opt.state(name).unwrap();
+    for (k, id) in opt.ids().enumerate() {
+        let (m, v) = opt.state(id).unwrap();
         assert_eq!(m, state[k].0.as_slice());
         assert_eq!(v, state[k].1.as_slice());
     }
     // The head moved freely; the encoder stayed close to θ*.
     let d = opt
-        .distance_to_pretrained(
-            SHAPES
-                .iter()
-                .map(|s| s.0)
-                .zip(model.values.iter().map(|v| v.as_slice())),
-        )
+        .distance_to_pretrained(opt.ids().zip(model.values.iter().map(|v| v.as_slice())))
         .unwrap();
     let head_moved: f64 = model.values[4]
         .iter()
@@ -275,7 +268,7 @@ fn the_guard_refuses_non_finite_gradients_and_changes_nothing() {
         }
         let before = (
             bits(&model.values),
-            opt.state(SHAPES[1].0)
+            opt.state(opt.id(SHAPES[1].0).unwrap())
                 .map(|(m, v)| (m.to_vec(), v.to_vec())),
         );
         let mut poisoned = model.grads(4);
@@ -286,7 +279,7 @@ fn the_guard_refuses_non_finite_gradients_and_changes_nothing() {
         }
         let after = (
             bits(&model.values),
-            opt.state(SHAPES[1].0)
+            opt.state(opt.id(SHAPES[1].0).unwrap())
                 .map(|(m, v)| (m.to_vec(), v.to_vec())),
         );
         assert!(before == after, "a refused step changed something");
@@ -327,32 +320,37 @@ fn bad_calls_are_errors_that_change_nothing() {
     let pretrained = Model::new();
     let mut model = Model::new();
     let mut opt = optimizer(Options::new(config()), &pretrained);
+    let ids: Vec<ParamId> = opt.ids().collect();
     let g = model.grads(1);
     let before = bits(&model.values);
     let (head, rest) = model.values.split_at_mut(5);
-    let mut short = vec![0.0f32; 3];
-    // Missing a parameter.
     let mut params: Vec<ParamMut<'_, f32>> = head
         .iter_mut()
         .zip(&g)
-        .zip(SHAPES)
-        .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
+        .zip(&ids)
+        .map(|((value, grad), &id)| ParamMut::new(id, value, grad))
         .collect();
-    assert!(matches!(opt.step(&mut params), Err(Error::MissingParam(n)) if n == "classifier.bias"));
-    // An unknown one.
-    params.push(ParamMut {
-        name: "nope",
-        value: &mut short,
-        grad: &g[5],
-    });
-    assert!(matches!(opt.step(&mut params), Err(Error::UnknownParam(n)) if n == "nope"));
+    // A handle of another optimizer.
+    let mut other = Optimizer::<f32>::new(Options::new(config())).unwrap();
+    other
+        .add_group(Group::new("all", Selector::All).anneal_w(0.0))
+        .unwrap();
+    let foreign = other.register("x", 2).unwrap();
+    let mut short = vec![0.0f32; 2];
+    params.push(ParamMut::new(foreign, &mut short, &g[5]));
+    assert!(matches!(opt.step(&mut params), Err(Error::ForeignParam(0))));
+    params.pop();
+    // A parameter given twice.
+    let mut again = vec![0.0f32; SHAPES[4].1];
+    params.push(ParamMut::new(ids[4], &mut again, &g[4]));
+    let err = opt.step(&mut params).unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateParam(n) if n == "classifier.weight"),
+        "{err}"
+    );
     params.pop();
     // A wrong length.
-    params.push(ParamMut {
-        name: "classifier.bias",
-        value: &mut rest[0],
-        grad: &g[4],
-    });
+    params.push(ParamMut::new(ids[5], &mut rest[0], &g[4]));
     let err = opt.step(&mut params).unwrap_err();
     assert!(
         matches!(&err, Error::Length { name, what: "grad", .. } if name == "classifier.bias"),
@@ -362,6 +360,7 @@ fn bad_calls_are_errors_that_change_nothing() {
     drop(params);
     assert_eq!(bits(&model.values), before);
     assert_eq!(opt.steps(), 0);
+    assert!(opt.ids().all(|id| opt.param_steps(id) == Some(0)));
 
     // Registration errors.
     let mut opt = Optimizer::<f32>::new(Options::new(config())).unwrap();
@@ -372,21 +371,46 @@ fn bad_calls_are_errors_that_change_nothing() {
         Err(Error::DuplicateGroup(_))
     ));
     assert!(matches!(
-        opt.register("head.w", 3, None),
-        Err(Error::NoGroup(_))
+        opt.add_group(Group::new("bad", Selector::All).betas(0.9, 1.0)),
+        Err(Error::Config(_))
     ));
-    let err = opt.register("bert.w", 3, None).unwrap_err();
+    let err = opt.register("bert.w", 3).unwrap_err();
     assert!(matches!(err, Error::MissingPretrained { .. }), "{err}");
     assert!(err.to_string().contains("bert.w"));
     let pp = vec![0.0f32; 4];
+    let (mut m, mut v) = (vec![0.0f32; 3], vec![0.0f32; 4]);
     assert!(matches!(
-        opt.register("bert.w", 3, Some(Cow::Borrowed(&pp))),
-        Err(Error::Length { .. })
+        opt.register_with_state(
+            "bert.w",
+            4,
+            Some(Pretrained::Borrowed(&pp)),
+            Buffer::Borrowed(&mut m),
+            Buffer::Borrowed(&mut v)
+        ),
+        Err(Error::Length {
+            what: "exp_avg",
+            ..
+        })
     ));
-    opt.register("bert.w", 4, Some(Cow::Borrowed(&pp))).unwrap();
+    opt.register_pretrained("bert.w", &pp).unwrap();
     assert!(matches!(
-        opt.register("bert.w", 4, Some(Cow::Borrowed(&pp))),
+        opt.register_pretrained("bert.w", &pp),
         Err(Error::DuplicateParam(_))
+    ));
+    // Learning rates and groups by name.
+    assert!(matches!(
+        opt.set_group_lr("nope", 1e-5),
+        Err(Error::UnknownGroup(_))
+    ));
+    assert!(matches!(opt.set_lr(f64::NAN), Err(Error::Config(_))));
+    assert!(
+        matches!(opt.set_lr(1.0), Err(Error::Config(_))),
+        "the penalty diverges"
+    );
+    assert_eq!(opt.lr("enc").unwrap(), config().lr);
+    assert!(matches!(
+        opt.set_max_grad_norm(Some(-1.0)),
+        Err(Error::MaxGradNorm(_))
     ));
     // Options.
     assert!(matches!(
@@ -465,7 +489,7 @@ fn caller_provided_state_is_updated_in_place() {
             opt.add_group(g).unwrap();
         }
         for ((k, &(name, n)), (m, v)) in SHAPES.iter().enumerate().zip(pinned.iter_mut()) {
-            let pp = Some(Cow::Borrowed(pretrained.pretrained[k].as_slice()));
+            let pp = Some(Pretrained::from(&pretrained.pretrained[k]));
             opt.register_with_state(name, n, pp, Buffer::Borrowed(m), Buffer::Borrowed(v))
                 .unwrap();
         }
@@ -476,8 +500,8 @@ fn caller_provided_state_is_updated_in_place() {
         }
     }
     assert_eq!(bits(&model.values), bits(&owned_model.values));
-    for (k, &(name, _)) in SHAPES.iter().enumerate() {
-        assert_eq!(owned.state(name).unwrap().0, pinned[k].0.as_slice());
+    for (k, id) in owned.ids().enumerate() {
+        assert_eq!(owned.state(id).unwrap().0, pinned[k].0.as_slice());
     }
 }
 

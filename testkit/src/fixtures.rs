@@ -1,10 +1,8 @@
 //! A small optimizer setup, the same everywhere it is used: the checkpoint fuzz target loads
 //! into it, and its seed corpus is made from it.
 
-use std::borrow::Cow;
-
 use recadam_core::{Annealing, RecAdamConfig};
-use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamMut, Selector};
+use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, Selector};
 
 /// Parameter names and lengths of the small setup.
 pub const SMALL_SHAPES: [(&str, usize); 3] = [("enc.w", 40), ("enc.b", 7), ("head.w", 5)];
@@ -48,10 +46,10 @@ pub fn small_optimizer(pretrained: &[Vec<f32>]) -> Optimizer<'_, f32> {
     let mut opt = Optimizer::with_kernel(options, kernel).expect("valid options");
     opt.add_group(Group::new("enc", Selector::Prefix("enc.".into())))
         .expect("new group");
-    opt.add_group(Group::new("head", Selector::All).penalty(false))
+    opt.add_group(Group::new("head", Selector::All).anneal_w(0.0))
         .expect("new group");
-    for (k, &(name, n)) in SMALL_SHAPES.iter().enumerate() {
-        opt.register(name, n, Some(Cow::Borrowed(&pretrained[k])))
+    for (k, &(name, _)) in SMALL_SHAPES.iter().enumerate() {
+        opt.register_pretrained(name, &pretrained[k])
             .expect("valid parameter");
     }
     opt
@@ -78,21 +76,23 @@ pub fn small_train_range(
                     .collect()
             })
             .collect();
-        opt.step(&mut small_params(values, &grads))
+        let ids: Vec<ParamId> = opt.ids().collect();
+        opt.step(&mut small_params(&ids, values, &grads))
             .expect("finite gradients");
     }
 }
 
-/// The small setup's parameters as a step takes them.
+/// The small setup's parameters as a step takes them (`ids` in registration order).
 pub fn small_params<'a>(
+    ids: &[ParamId],
     values: &'a mut [Vec<f32>],
     grads: &'a [Vec<f32>],
 ) -> Vec<ParamMut<'a, f32>> {
     values
         .iter_mut()
         .zip(grads)
-        .zip(SMALL_SHAPES)
-        .map(|((value, grad), (name, _))| ParamMut { name, value, grad })
+        .zip(ids)
+        .map(|((value, grad), &id)| ParamMut::new(id, value, grad))
         .collect()
 }
 

@@ -11,14 +11,13 @@
 //! memory traffic of the step itself. The three are timed in alternating batches and each
 //! ratio is the median of the ratios within a round (see `benches::time_interleaved`).
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::Duration;
 
 use benches::{gbps, time_interleaved};
 use recadam_core::{Annealing, RecAdamConfig, Slices};
 use recadam_simd::Kernel;
-use recadam_std::{align_up, Group, NonFiniteGuard, Optimizer, Options, ParamMut};
+use recadam_std::{align_up, Group, NonFiniteGuard, Optimizer, Options, ParamId, ParamMut};
 use serde_json::json;
 
 /// BERT-base-like tensor shapes (embeddings, then encoder layers) adding up to exactly `total`.
@@ -216,17 +215,18 @@ fn main() {
         for g in Group::glue_script("bert.") {
             opt.add_group(g).unwrap();
         }
-        for (name, pp) in m.names.iter().zip(&m.pretrained) {
-            opt.register(name, pp.len(), Some(Cow::Borrowed(pp)))
-                .unwrap();
-        }
+        let ids: Vec<ParamId> = m
+            .names
+            .iter()
+            .zip(&m.pretrained)
+            .map(|(name, pp)| opt.register_pretrained(name, pp).unwrap())
+            .collect();
         let mut step = || {
-            let mut params: Vec<ParamMut<'_, f32>> = m
-                .names
+            let mut params: Vec<ParamMut<'_, f32>> = ids
                 .iter()
                 .zip(m.values.iter_mut())
                 .zip(&m.grads)
-                .map(|((name, value), grad)| ParamMut { name, value, grad })
+                .map(|((&id, value), grad)| ParamMut::new(id, value, grad))
                 .collect();
             opt.step(&mut params).unwrap();
         };

@@ -7,12 +7,11 @@
 //!
 //! Each configuration runs in a child process of its own, so its peak memory is its own.
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use recadam_core::{Annealing, RecAdamConfig};
 use recadam_std::bert::{backward, forward_train, Batch, BertWeights, Head, Targets};
-use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamMut, Selector};
+use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, Selector};
 use serde_json::json;
 
 const CONFIGS: [(usize, usize); 2] = [(16, 128), (32, 64)];
@@ -82,25 +81,25 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
     let no_decay = || Selector::ContainsAny(vec!["bias".into(), "LayerNorm.weight".into()]);
     let head_sel = || Selector::Prefix("classifier.".into());
     let not = |s: Selector| Selector::Not(Box::new(s));
-    opt.add_group(Group::new("head", head_sel()).penalty(false))
+    opt.add_group(Group::new("head", head_sel()).anneal_w(0.0))
         .unwrap();
-    opt.add_group(Group::new("encoder_no_decay", no_decay()).weight_decay(false))
+    opt.add_group(Group::new("encoder_no_decay", no_decay()).weight_decay(0.0))
         .unwrap();
     opt.add_group(Group::new("encoder", not(no_decay())))
         .unwrap();
+    let mut ids: Vec<ParamId> = Vec::new();
     for (name, _, offset) in weights.layout.entries() {
         let n = weights.layout.range(name).unwrap().len();
-        opt.register(
-            name,
-            n,
-            Some(Cow::Borrowed(&pretrained[offset..offset + n])),
-        )
-        .unwrap();
+        ids.push(
+            opt.register_pretrained(name, &pretrained[offset..offset + n])
+                .unwrap(),
+        );
     }
-    opt.register("classifier.weight", head.weight.len(), None)
-        .unwrap();
-    opt.register("classifier.bias", head.bias.len(), None)
-        .unwrap();
+    let head_ids = [
+        opt.register("classifier.weight", head.weight.len())
+            .unwrap(),
+        opt.register("classifier.bias", head.bias.len()).unwrap(),
+    ];
 
     let mut grads = vec![0.0f32; weights.layout.len()];
     let (mut total, mut in_optimizer) = (0.0f64, 0.0f64);
@@ -135,18 +134,15 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
                     .split_mut(&mut grads)
                     .expect("the weights' own layout"),
             )
-            .map(|((name, value), (_, grad))| ParamMut { name, value, grad })
+            .zip(&ids)
+            .map(|(((_, value), (_, grad)), &id)| ParamMut::new(id, value, grad))
             .collect();
-        params.push(ParamMut {
-            name: "classifier.weight",
-            value: &mut head.weight,
-            grad: &head_out.d_weight,
-        });
-        params.push(ParamMut {
-            name: "classifier.bias",
-            value: &mut head.bias,
-            grad: &head_out.d_bias,
-        });
+        params.push(ParamMut::new(
+            head_ids[0],
+            &mut head.weight,
+            &head_out.d_weight,
+        ));
+        params.push(ParamMut::new(head_ids[1], &mut head.bias, &head_out.d_bias));
         opt.step(&mut params).expect("finite gradients");
         if step > 0 {
             // step 0 warms caches and the thread pool

@@ -19,4 +19,4 @@ pub use error::ModelError;
 pub use forward::{forward, forward_cached, forward_train, Cache, ForwardOutput};
 pub use heads::{Head, HeadOutput, Targets};
 pub use tokenize::{Batch, BertTokenizer};
-pub use weights::{BertWeights, LoadReport, ParamLayout, Rng};
+pub use weights::{read_tensor, write_tensors, BertWeights, LoadReport, ParamLayout, Rng};

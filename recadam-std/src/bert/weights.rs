@@ -227,21 +227,8 @@ impl BertWeights {
                     path: path.into(),
                     name: canon.to_string(),
                 })?;
-            let view = file.tensor(name).map_err(|e| ModelError::Container {
-                path: path.into(),
-                reason: e.to_string(),
-            })?;
-            if view.dtype() != Dtype::F32 || view.shape() != shape {
-                return Err(ModelError::BadTensor {
-                    path: path.into(),
-                    name: name.to_string(),
-                    found: format!("{:?} {:?}", view.dtype(), view.shape()),
-                    expected: format!("F32 {shape:?}"),
-                });
-            }
             let n: usize = shape.iter().product();
-            bytemuck::cast_slice_mut::<f32, u8>(&mut data[offset..offset + n])
-                .copy_from_slice(view.data());
+            read_tensor(&file, path, name, shape, &mut data[offset..offset + n])?;
         }
         report.unknown = by_canonical.into_values().map(String::from).collect();
         report.buffers.sort();
@@ -281,16 +268,21 @@ impl BertWeights {
 
     /// The parameters as safetensors bytes, under Hugging Face's names (without `bert.`).
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>, ModelError> {
-        let views = self.layout.entries().map(|(name, shape, offset)| {
+        write_tensors(self.tensors(""))
+    }
+
+    /// Each parameter as (`prefix` + name, shape, values), in layout order.
+    pub fn tensors<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (String, &'a [usize], &'a [f32])> + 'a {
+        self.layout.entries().map(move |(name, shape, offset)| {
             let n: usize = shape.iter().product();
-            let bytes: &[u8] = bytemuck::cast_slice(&self.data[offset..offset + n]);
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.to_vec(), bytes)
-                .expect("shape and data agree");
-            (name.to_string(), view)
-        });
-        safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Container {
-            path: "<in memory>".into(),
-            reason: e.to_string(),
+            (
+                format!("{prefix}{name}"),
+                shape,
+                &self.data[offset..offset + n],
+            )
         })
     }
 
@@ -335,4 +327,52 @@ impl Rng {
         let (u, v) = (self.uniform(), self.uniform());
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     }
+}
+
+/// The one writer of model files: f32 tensors (name, shape, values) as safetensors bytes.
+pub fn write_tensors<'a>(
+    tensors: impl IntoIterator<Item = (String, &'a [usize], &'a [f32])>,
+) -> Result<Vec<u8>, ModelError> {
+    let container = |reason: String| ModelError::Container {
+        path: "<in memory>".into(),
+        reason,
+    };
+    let views = tensors
+        .into_iter()
+        .map(|(name, shape, values)| {
+            let bytes: &[u8] = bytemuck::cast_slice(values);
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.to_vec(), bytes)
+                .map(|view| (name, view))
+                .map_err(|e| container(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::tensor::serialize(views, None).map_err(|e| container(e.to_string()))
+}
+
+/// The one reader of model tensors: `name` from `file` (read from `path`) into `out`, which it
+/// must fill exactly: f32, of shape `shape`.
+pub fn read_tensor(
+    file: &SafeTensors<'_>,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    out: &mut [f32],
+) -> Result<(), ModelError> {
+    let view = file.tensor(name).map_err(|_| ModelError::MissingTensor {
+        path: path.into(),
+        name: name.to_string(),
+    })?;
+    if view.dtype() != Dtype::F32
+        || view.shape() != shape
+        || view.data().len() != std::mem::size_of_val(out)
+    {
+        return Err(ModelError::BadTensor {
+            path: path.into(),
+            name: name.to_string(),
+            found: format!("{:?} {:?}", view.dtype(), view.shape()),
+            expected: format!("F32 {shape:?}"),
+        });
+    }
+    bytemuck::cast_slice_mut::<f32, u8>(out).copy_from_slice(view.data());
+    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use recadam_std::bert::{BertTokenizer, ModelError};
+use crate::bert::{BertTokenizer, ModelError};
 
 use crate::glue::{Example, Label, Task};
 use crate::metrics::{self, MetricError};

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use recadam_cli::glue::{self, Example, Label, Split, Task};
+use recadam_std::glue::{self, Example, Label, Split, Task};
 
 /// `RECADAM_GLUE_DIR` (default: the repository's `testdata/glue`).
 fn glue_dir() -> PathBuf {

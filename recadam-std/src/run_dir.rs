@@ -22,13 +22,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::trainer::{Classifier, Trainer, ENCODER};
+use crate::trainer::{Classifier, Trainer};
 
 /// The run-folder checkpoint format this build writes and reads.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -118,7 +116,7 @@ pub enum RunError {
         /// The file.
         path: PathBuf,
         /// The optimizer's error.
-        source: recadam_std::Error,
+        source: crate::Error,
     },
 }
 
@@ -419,7 +417,7 @@ impl RunDir {
         let path = root.join(LOG);
         let kept = &bytes[..checkpoint.log.bytes as usize];
         if kept.len() < bytes.len() {
-            recadam_std::write_atomic(&path, kept).map_err(io(&path))?;
+            crate::write_atomic(&path, kept).map_err(io(&path))?;
         }
         let log = OpenOptions::new()
             .append(true)
@@ -457,7 +455,7 @@ impl RunDir {
     /// Writes a file of the run atomically.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
         let path = self.root.join(name);
-        recadam_std::write_atomic(&path, bytes).map_err(io(&path))
+        crate::write_atomic(&path, bytes).map_err(io(&path))
     }
 
     /// Saves a checkpoint of `trainer` after `step` with the run's options `run`, then makes it
@@ -553,7 +551,7 @@ fn write_checkpoint_folder(
     let mut files = BTreeMap::new();
     for (file, content) in CHECKPOINT_FILES.into_iter().zip(contents) {
         let path = dir.join(file);
-        recadam_std::write_atomic(&path, content).map_err(io(&path))?;
+        crate::write_atomic(&path, content).map_err(io(&path))?;
         files.insert(file.to_owned(), FileRecord::of(content));
     }
     let manifest = Manifest {
@@ -565,94 +563,22 @@ fn write_checkpoint_folder(
     };
     let path = dir.join(MANIFEST);
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| invalid(&path, e.to_string()))?;
-    recadam_std::write_atomic(&path, &bytes).map_err(io(&path))?;
+    crate::write_atomic(&path, &bytes).map_err(io(&path))?;
     Ok(sha256_hex(&bytes))
-}
-
-/// The head's tensor shapes as Hugging Face stores them: weight `[outputs, hidden]`, bias
-/// `[outputs]`.
-fn head_shapes(model: &Classifier) -> [Vec<usize>; 2] {
-    let outputs = model.head.bias.len();
-    let hidden = model.head.weight.len() / outputs.max(1);
-    [vec![outputs, hidden], vec![outputs]]
 }
 
 /// The model's parameters as safetensors, under Hugging Face's names.
 pub fn model_to_safetensors(model: &Classifier) -> Result<Vec<u8>, RunError> {
-    fn view(shape: Vec<usize>, data: &[f32]) -> Result<TensorView<'_>, SafeTensorError> {
-        TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data))
-    }
-    let mut tensors = Vec::new();
-    for (name, shape, offset) in model.encoder.layout.entries() {
-        let n: usize = shape.iter().product();
-        tensors.push((
-            format!("{ENCODER}{name}"),
-            view(shape.to_vec(), &model.encoder.data[offset..offset + n]),
-        ));
-    }
-    let [weight_shape, bias_shape] = head_shapes(model);
-    tensors.push((
-        "classifier.weight".into(),
-        view(weight_shape, &model.head.weight),
-    ));
-    tensors.push(("classifier.bias".into(), view(bias_shape, &model.head.bias)));
-    let in_memory = Path::new("<model>");
-    let tensors: Vec<_> = tensors
-        .into_iter()
-        .map(|(n, v)| v.map(|v| (n, v)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| invalid(in_memory, e.to_string()))?;
-    safetensors::tensor::serialize(tensors, None).map_err(|e| invalid(in_memory, e.to_string()))
+    model
+        .to_safetensors_bytes()
+        .map_err(|e| invalid(Path::new("<model>"), e.to_string()))
 }
 
 /// Loads a model saved by [`model_to_safetensors`] (the bytes of the file at `path`) into
 /// `model`: every tensor must be there, in f32, with the shape `model` has. On an error `model`
 /// is unchanged.
 pub fn load_model(path: &Path, bytes: &[u8], model: &mut Classifier) -> Result<(), RunError> {
-    let file = SafeTensors::deserialize(bytes)
-        .map_err(|e| invalid(path, format!("not a valid safetensors file: {e}")))?;
-    let read = |name: &str, shape: &[usize], out: &mut [f32]| -> Result<(), RunError> {
-        let t = file
-            .tensor(name)
-            .map_err(|_| invalid(path, format!("no tensor `{name}`")))?;
-        if t.dtype() != Dtype::F32 || t.shape() != shape {
-            return Err(invalid(
-                path,
-                format!(
-                    "`{name}` is {:?} {:?}, expected F32 {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                ),
-            ));
-        }
-        for (o, b) in out.iter_mut().zip(t.data().chunks_exact(4)) {
-            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        Ok(())
-    };
-    let mut encoder = model.encoder.data.clone();
-    for (name, shape, offset) in model.encoder.layout.entries() {
-        let n: usize = shape.iter().product();
-        read(
-            &format!("{ENCODER}{name}"),
-            shape,
-            &mut encoder[offset..offset + n],
-        )?;
-    }
-    let [weight_shape, bias_shape] = head_shapes(model);
-    let mut weight = model.head.weight.clone();
-    let mut bias = model.head.bias.clone();
-    read("classifier.weight", &weight_shape, &mut weight)?;
-    read("classifier.bias", &bias_shape, &mut bias)?;
-    let expected = model.encoder.layout.entries().count() + 2;
-    if file.len() != expected {
-        return Err(invalid(
-            path,
-            format!("holds {} tensors, the model has {expected}", file.len()),
-        ));
-    }
-    model.encoder.data = encoder;
-    model.head.weight = weight;
-    model.head.bias = bias;
-    Ok(())
+    model
+        .load_safetensors_bytes(bytes, path)
+        .map_err(|e| invalid(path, e.to_string()))
 }

@@ -1,7 +1,7 @@
 //! The GLUE metrics against values worked out by hand (and checked with scikit-learn / SciPy's
 //! definitions).
 
-use recadam_cli::metrics::{accuracy, f1, matthews, pearson, ranks, spearman, MetricError};
+use recadam_std::metrics::{accuracy, f1, matthews, pearson, ranks, spearman, MetricError};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12

@@ -1,0 +1,245 @@
+//! The threads a step runs on, and how its work is cut for them.
+//!
+//! A step hands a [`Pool`] a number of tasks and one function to run for each; the pool returns
+//! when all have run. The caller may give its own pool (a rayon pool shared with its model, a
+//! framework's workers), or the optimizer makes one: with the `rayon` feature a persistent rayon
+//! pool built once, so no thread is started per step; without it, scoped threads started per
+//! step. One thread uses no pool at all.
+//!
+//! Work is cut at multiples of [`ALIGN`] elements, a whole number of cache lines and SIMD
+//! vectors, so threads never share a cache line they write. Every element goes through the same
+//! code whatever the cut, so results are bit-identical for any thread count.
+
+use std::fmt::Debug;
+use std::sync::Mutex;
+
+use recadam_core::Slices;
+
+/// Cut points are multiples of this many elements (256 bytes of f32: 4 cache lines, 4 AVX-512
+/// vectors).
+pub const ALIGN: usize = 64;
+
+/// Threads that run a step's tasks.
+///
+/// `run(tasks, work)` calls `work(i)` once for every `i` in `0..tasks`, on any of its threads,
+/// and returns when every call has returned (the calls borrow the caller's buffers). A panic in
+/// `work` must reach the caller.
+pub trait Pool: Debug + Send + Sync {
+    /// How many tasks the pool runs at once: a step is cut into this many parts.
+    fn threads(&self) -> usize;
+    /// Runs `work(0)`, ..., `work(tasks - 1)` and returns when all have returned.
+    fn run(&self, tasks: usize, work: &(dyn Fn(usize) + Sync));
+}
+
+/// The calling thread alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallingThread;
+
+impl Pool for CallingThread {
+    fn threads(&self) -> usize {
+        1
+    }
+    fn run(&self, tasks: usize, work: &(dyn Fn(usize) + Sync)) {
+        (0..tasks).for_each(work);
+    }
+}
+
+/// `threads` threads started for each call (`std::thread::scope`), the calling thread being one
+/// of them: what the optimizer uses for more than one thread when built without the `rayon`
+/// feature. A step over a model's buffers is long next to starting a thread (tens of
+/// microseconds), but a persistent pool is cheaper still.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopedThreads {
+    /// Threads per call (at least 1).
+    pub threads: usize,
+}
+
+impl Pool for ScopedThreads {
+    fn threads(&self) -> usize {
+        self.threads.max(1)
+    }
+    fn run(&self, tasks: usize, work: &(dyn Fn(usize) + Sync)) {
+        let threads = self.threads().min(tasks);
+        if threads <= 1 {
+            return (0..tasks).for_each(work);
+        }
+        std::thread::scope(|scope| {
+            for first in 1..threads {
+                scope.spawn(move || (first..tasks).step_by(threads).for_each(work));
+            }
+            (0..tasks).step_by(threads).for_each(work);
+        });
+    }
+}
+
+/// A rayon pool: the step's tasks run on its threads (from outside the pool, the calling thread
+/// waits for them).
+#[cfg(feature = "rayon")]
+impl Pool for rayon::ThreadPool {
+    fn threads(&self) -> usize {
+        self.current_num_threads()
+    }
+    fn run(&self, tasks: usize, work: &(dyn Fn(usize) + Sync)) {
+        self.scope(|scope| {
+            for i in 1..tasks {
+                scope.spawn(move |_| work(i));
+            }
+            if tasks > 0 {
+                work(0);
+            }
+        });
+    }
+}
+
+/// Whichever rayon pool the step is called from (`pool.install(|| ...)`), or rayon's global
+/// pool outside any: a program that runs everything inside one pool sized by its thread
+/// option gets the optimizer on that same pool.
+#[cfg(feature = "rayon")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CurrentRayonPool;
+
+#[cfg(feature = "rayon")]
+impl Pool for CurrentRayonPool {
+    fn threads(&self) -> usize {
+        rayon::current_num_threads()
+    }
+    fn run(&self, tasks: usize, work: &(dyn Fn(usize) + Sync)) {
+        rayon::scope(|scope| {
+            for i in 1..tasks {
+                scope.spawn(move |_| work(i));
+            }
+            if tasks > 0 {
+                work(0);
+            }
+        });
+    }
+}
+
+/// Runs `work` on every part on `pool` and returns the results in part order.
+pub(crate) fn run_parts<P: Send, R: Send>(
+    pool: &dyn Pool,
+    parts: Vec<P>,
+    work: impl Fn(P) -> R + Sync,
+) -> Vec<R> {
+    if parts.len() <= 1 {
+        return parts.into_iter().map(work).collect();
+    }
+    // Each task takes its part out of its own slot and leaves its result in another: no slot
+    // is touched by two tasks, so the locks are never contended.
+    let slots: Vec<Mutex<(Option<P>, Option<R>)>> = parts
+        .into_iter()
+        .map(|p| Mutex::new((Some(p), None)))
+        .collect();
+    pool.run(slots.len(), &|i| {
+        let part = lock(&slots[i]).0.take();
+        if let Some(part) = part {
+            let result = work(part);
+            lock(&slots[i]).1 = Some(result);
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            let (_, result) = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+            result.expect("the pool ran every task")
+        })
+        .collect()
+}
+
+fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Work that can be measured and cut.
+pub(crate) trait Splittable: Sized {
+    fn len(&self) -> usize;
+    /// `[0, mid)` and `[mid, len)`.
+    fn split_at(self, mid: usize) -> (Self, Self);
+}
+
+impl<T> Splittable for (usize, Slices<'_, T>) {
+    fn len(&self) -> usize {
+        self.1.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (scalars, slices) = self;
+        // `split_even` cuts strictly inside an item, where every slice has `mid` elements.
+        let (a, b) = slices
+            .split_at(mid)
+            .expect("split points are within the slices");
+        ((scalars, a), (scalars, b))
+    }
+}
+
+/// Cuts `items` into `parts` runs of about equal total length, at multiples of [`ALIGN`]
+/// within an item, keeping order.
+pub(crate) fn split_even<W: Splittable>(items: Vec<W>, parts: usize) -> Vec<Vec<W>> {
+    let total: usize = items.iter().map(Splittable::len).sum();
+    let parts = parts.max(1);
+    let quota = total.div_ceil(parts).div_ceil(ALIGN) * ALIGN;
+    let mut out: Vec<Vec<W>> = vec![Vec::new()];
+    let mut room = quota;
+    for mut item in items {
+        while item.len() > 0 {
+            if room == 0 {
+                out.push(Vec::new());
+                room = quota;
+            }
+            if item.len() <= room {
+                room -= item.len();
+                out.last_mut().expect("never empty").push(item);
+                break;
+            }
+            let (head, tail) = item.split_at(room);
+            out.last_mut().expect("never empty").push(head);
+            item = tail;
+            room = 0;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn each_pool() -> Vec<Box<dyn Pool>> {
+        let mut pools: Vec<Box<dyn Pool>> = vec![
+            Box::new(CallingThread),
+            Box::new(ScopedThreads { threads: 3 }),
+        ];
+        #[cfg(feature = "rayon")]
+        pools.push(Box::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap(),
+        ));
+        #[cfg(feature = "rayon")]
+        pools.push(Box::new(CurrentRayonPool));
+        pools
+    }
+
+    #[test]
+    fn every_pool_runs_every_part_once_and_keeps_the_order() {
+        for pool in each_pool() {
+            for n in [0, 1, 2, 7] {
+                let parts: Vec<usize> = (0..n).collect();
+                let out = run_parts(pool.as_ref(), parts, |p| p * 10);
+                assert_eq!(out, (0..n).map(|p| p * 10).collect::<Vec<_>>(), "{pool:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_task_reaches_the_caller() {
+        for pool in each_pool() {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_parts(pool.as_ref(), vec![0, 1, 2], |p| {
+                    assert!(p != 2, "task 2 fails");
+                })
+            }));
+            assert!(caught.is_err(), "{pool:?}");
+        }
+    }
+}
