@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use recadam_cli::glue::{parse, Label, Task};
+use recadam_std::glue::{parse, Label, Task};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, bytes)) = data.split_first() else {

@@ -2,7 +2,9 @@
 //! into it, and its seed corpus is made from it.
 
 use recadam_core::{Annealing, RecAdamConfig};
-use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, Selector};
+use recadam_std::{
+    Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, ScopedThreads, Selector,
+};
 
 /// Parameter names and lengths of the small setup.
 pub const SMALL_SHAPES: [(&str, usize); 3] = [("enc.w", 40), ("enc.b", 7), ("head.w", 5)];
@@ -37,13 +39,15 @@ pub fn small_optimizer(pretrained: &[Vec<f32>]) -> Optimizer<'_, f32> {
             total: 20,
         }),
         max_grad_norm: Some(1.0),
-        threads: 2, // the same bits as one thread; two exercise the splitting (under Miri too)
         ..Options::new(config)
     };
     // RECADAM_BACKEND picks the kernel here, as in every test (DESIGN section 3).
     let kernel =
         recadam_std::Kernel::from_env().expect("RECADAM_BACKEND names a backend this CPU has");
     let mut opt = Optimizer::with_kernel(options, kernel).expect("valid options");
+    // Two threads give the same bits as one and exercise the splitting, also under Miri, where
+    // scoped threads run (rayon's crossbeam-epoch trips Miri's Stacked Borrows model).
+    opt.set_pool(std::sync::Arc::new(ScopedThreads { threads: 2 }));
     opt.add_group(Group::new("enc", Selector::Prefix("enc.".into())))
         .expect("new group");
     opt.add_group(Group::new("head", Selector::All).anneal_w(0.0))
