@@ -74,6 +74,11 @@ impl<'a, T> Slices<'a, T> {
         self.params.is_empty()
     }
 
+    /// The gradients (read-only: a guard reads them before the update).
+    pub fn grads(&self) -> &[T] {
+        self.grads
+    }
+
     /// Whether these parameters have a pretrained counterpart θ* (and so can be penalised).
     pub fn has_pretrained(&self) -> bool {
         self.pretrained.is_some()

@@ -30,6 +30,7 @@ pub mod evaluate;
 #[cfg(feature = "trainer")]
 pub mod glue;
 mod group;
+mod held;
 #[cfg(feature = "trainer")]
 pub mod metrics;
 mod optimizer;
@@ -44,8 +45,9 @@ pub mod trainer;
 pub use checkpoint::{write_atomic, FORMAT_VERSION};
 pub use error::{CheckpointError, Error};
 pub use group::{Group, Overrides, Selector};
+pub use held::{step_held, HeldParam, HeldReport};
 pub use optimizer::{
-    align_up, Distances, NonFiniteGuard, Optimizer, Options, StepCount, StepReport,
+    align_up, thread_pool, Distances, NonFiniteGuard, Optimizer, Options, StepCount, StepReport,
 };
 pub use param::{Buffer, ParamId, ParamMut, Pretrained};
 #[cfg(feature = "rayon")]

@@ -137,10 +137,6 @@ pub struct Distances {
     pub per_group: Vec<(String, f64)>,
 }
 
-/// Gradients are summed in blocks of this many elements (per parameter, from its start), so
-/// that the global norm has the same bits for any number of threads.
-const STATS_BLOCK: usize = 1 << 16;
-
 /// Each optimizer's handles carry its number, so that a handle of another one is refused.
 static NEXT_OPTIMIZER: AtomicU32 = AtomicU32::new(0);
 
@@ -208,7 +204,7 @@ impl<'s, T: SimdElement> Optimizer<'s, T> {
     pub fn with_kernel(options: Options, kernel: Kernel) -> Result<Self, Error> {
         options.config.validate()?;
         check_max_grad_norm(options.max_grad_norm)?;
-        let pool = own_pool(options.threads)?;
+        let pool = thread_pool(options.threads)?;
         Ok(Optimizer {
             id: NEXT_OPTIMIZER.fetch_add(1, Ordering::Relaxed),
             options,
@@ -622,9 +618,7 @@ impl<'s, T: SimdElement> Optimizer<'s, T> {
     /// The update of every given parameter, on the pool (the checks have all passed).
     fn update(&mut self, params: &mut [ParamMut<'_, T>]) -> Result<(), Error> {
         let per_param = self.options.step_count == StepCount::PerParam;
-        let kernel = self.kernel;
-        let threads = self.pool.threads();
-        let mut work = Vec::with_capacity(if threads > 1 { params.len() } else { 0 });
+        let mut work = Vec::with_capacity(params.len());
         // Each given handle is distinct (checked): each state is taken once.
         let mut states: Vec<Option<&mut ParamState<'s, T>>> =
             self.params.iter_mut().map(Some).collect();
@@ -640,61 +634,16 @@ impl<'s, T: SimdElement> Optimizer<'s, T> {
                 &mut state.exp_avg_sq,
                 state.pretrained.as_deref(),
             )?;
-            if threads > 1 {
-                work.push((at, slices));
-            } else {
-                kernel.update(&self.scalars[at], slices);
-            }
+            work.push((at, slices));
         }
-        if threads > 1 {
-            let scalars = &self.scalars;
-            let parts = pool::split_even(work, threads);
-            pool::run_parts(self.pool.as_ref(), parts, |part| {
-                for (at, slices) in part {
-                    kernel.update(&scalars[at], slices);
-                }
-            });
-        }
+        pool::update(self.pool.as_ref(), self.kernel, &self.scalars, work);
         Ok(())
     }
 
     /// Gradient statistics per given parameter, summed over fixed blocks in order.
-    /// (Reading each thread's blocks last to first, so that the update would start on
-    /// gradients still in cache, was measured slower here: it defeats the hardware prefetcher.)
     fn grad_stats(&self, params: &[ParamMut<'_, T>]) -> Vec<GradStats> {
-        let kernel = self.kernel;
-        let threads = self.pool.threads();
-        if threads <= 1 {
-            return params
-                .iter()
-                .map(|p| {
-                    p.grad
-                        .chunks(STATS_BLOCK)
-                        .fold(GradStats::EMPTY, |s, b| s.then(kernel.grad_stats(b)))
-                })
-                .collect();
-        }
-        let blocks: Vec<(usize, &[T])> = params
-            .iter()
-            .enumerate()
-            .flat_map(|(k, p)| p.grad.chunks(STATS_BLOCK).map(move |b| (k, b)))
-            .collect();
-        let per = blocks.len().div_ceil(threads).max(1);
-        let partial: Vec<Vec<(usize, GradStats)>> = pool::run_parts(
-            self.pool.as_ref(),
-            blocks.chunks(per).collect(),
-            |chunk: &[(usize, &[T])]| {
-                chunk
-                    .iter()
-                    .map(|&(k, b)| (k, kernel.grad_stats(b)))
-                    .collect()
-            },
-        );
-        let mut stats = vec![GradStats::EMPTY; params.len()];
-        for (k, s) in partial.into_iter().flatten() {
-            stats[k] = stats[k].then(s);
-        }
-        stats
+        let grads: Vec<&[T]> = params.iter().map(|p| p.grad).collect();
+        pool::grad_stats(self.pool.as_ref(), self.kernel, &grads)
     }
 
     /// Euclidean distance to θ* of the given parameter values (every penalised parameter must
@@ -752,9 +701,10 @@ fn check_max_grad_norm(max: Option<f64>) -> Result<(), Error> {
     }
 }
 
-/// The optimizer's own pool for `threads` threads: none for one; a persistent rayon pool with
-/// the `rayon` feature; scoped threads per step without it.
-fn own_pool(threads: usize) -> Result<Arc<dyn Pool>, Error> {
+/// A pool of `threads` threads, as an optimizer makes its own: the calling thread alone for
+/// one (no thread is started); a persistent rayon pool with the `rayon` feature; scoped threads
+/// per step without it. For callers of [`crate::step_held`], which has no optimizer to hold one.
+pub fn thread_pool(threads: usize) -> Result<Arc<dyn Pool>, Error> {
     match threads {
         0 => Err(Error::Threads(0)),
         1 => Ok(Arc::new(CallingThread)),

@@ -13,7 +13,8 @@
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use recadam_core::Slices;
+use recadam_core::{Slices, StepScalars};
+use recadam_simd::{GradStats, Kernel, SimdElement};
 
 /// Cut points are multiples of this many elements (256 bytes of f32: 4 cache lines, 4 AVX-512
 /// vectors).
@@ -113,6 +114,74 @@ impl Pool for CurrentRayonPool {
             }
         });
     }
+}
+
+/// Gradients are summed in blocks of this many elements (per parameter, from its start), so
+/// that the global norm has the same bits for any number of threads.
+pub(crate) const STATS_BLOCK: usize = 1 << 16;
+
+/// Gradient statistics per gradient, each summed over fixed blocks in order, on `pool`.
+/// (Reading each thread's blocks last to first, so that the update would start on gradients
+/// still in cache, was measured slower here: it defeats the hardware prefetcher.)
+pub(crate) fn grad_stats<T: SimdElement>(
+    pool: &dyn Pool,
+    kernel: Kernel,
+    grads: &[&[T]],
+) -> Vec<GradStats> {
+    let threads = pool.threads();
+    if threads <= 1 {
+        return grads
+            .iter()
+            .map(|g| {
+                g.chunks(STATS_BLOCK)
+                    .fold(GradStats::EMPTY, |s, b| s.then(kernel.grad_stats(b)))
+            })
+            .collect();
+    }
+    let blocks: Vec<(usize, &[T])> = grads
+        .iter()
+        .enumerate()
+        .flat_map(|(k, g)| g.chunks(STATS_BLOCK).map(move |b| (k, b)))
+        .collect();
+    let per = blocks.len().div_ceil(threads).max(1);
+    let partial: Vec<Vec<(usize, GradStats)>> = run_parts(
+        pool,
+        blocks.chunks(per).collect(),
+        |chunk: &[(usize, &[T])]| {
+            chunk
+                .iter()
+                .map(|&(k, b)| (k, kernel.grad_stats(b)))
+                .collect()
+        },
+    );
+    let mut stats = vec![GradStats::EMPTY; grads.len()];
+    for (k, s) in partial.into_iter().flatten() {
+        stats[k] = stats[k].then(s);
+    }
+    stats
+}
+
+/// Runs the update of every `(scalars index, slices)` item on `pool`, cut into as many parts
+/// of about equal length as it has threads.
+pub(crate) fn update<T: SimdElement>(
+    pool: &dyn Pool,
+    kernel: Kernel,
+    scalars: &[StepScalars<T>],
+    work: Vec<(usize, Slices<'_, T>)>,
+) {
+    let threads = pool.threads();
+    if threads <= 1 {
+        for (at, slices) in work {
+            kernel.update(&scalars[at], slices);
+        }
+        return;
+    }
+    let parts = split_even(work, threads);
+    run_parts(pool, parts, |part| {
+        for (at, slices) in part {
+            kernel.update(&scalars[at], slices);
+        }
+    });
 }
 
 /// Runs `work` on every part on `pool` and returns the results in part order.
