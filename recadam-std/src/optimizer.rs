@@ -371,6 +371,25 @@ impl<'s, T: SimdElement> Optimizer<'s, T> {
         self.param(id).ok().map(|p| p.steps)
     }
 
+    /// Sets the step counts, for state brought over from another optimizer (a PyTorch state
+    /// dict, whose `state[p]["step"]` is each parameter's count): the optimizer's count of steps
+    /// taken, and each listed parameter's own count (the others keep theirs). On an error
+    /// nothing changes.
+    pub fn set_step_counts(
+        &mut self,
+        steps: u64,
+        per_param: &[(ParamId, u64)],
+    ) -> Result<(), Error> {
+        for (id, _) in per_param {
+            self.param(*id)?;
+        }
+        for &(id, t) in per_param {
+            self.params[id.index()].steps = t;
+        }
+        self.step = steps;
+        Ok(())
+    }
+
     /// The steps skipped for non-finite gradients ([`NonFiniteGuard::Skip`]).
     pub fn skipped_steps(&self) -> u64 {
         self.skipped

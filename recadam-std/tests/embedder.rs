@@ -395,3 +395,32 @@ fn a_resume_keeps_per_parameter_steps_and_the_callers_learning_rates() {
     let err = global.load_checkpoint_from_bytes(&bytes).unwrap_err();
     assert!(err.to_string().contains("step_count"), "{err}");
 }
+
+/// State brought over from elsewhere: the step counts set by hand, then steps continue from
+/// them (a per-parameter count of 5 makes the next step t = 6). A foreign handle changes
+/// nothing.
+#[test]
+fn step_counts_set_by_hand_drive_the_next_step() {
+    let pp = pretrained();
+    let mut opt = grouped(StepCount::PerParam, &pp);
+    let ids: Vec<ParamId> = opt.ids().collect();
+    let other = Optimizer::<f32>::new(Options::new(base()))
+        .map(|mut o| o.register_pretrained("x", vec![0.0f32]).unwrap());
+    assert!(opt
+        .set_step_counts(9, &[(ids[0], 3), (other.unwrap(), 1)])
+        .is_err());
+    assert_eq!((opt.steps(), opt.param_steps(ids[0])), (0, Some(0)));
+    opt.set_step_counts(7, &[(ids[0], 5), (ids[1], 2), (ids[2], 7)])
+        .unwrap();
+    let mut values = pretrained();
+    let mut reference = Reference::new();
+    let configs = grouped_configs();
+    for (k, t) in [(0, 6), (1, 3), (2, 8)] {
+        let g = grad(k, 8, &reference.values[k]);
+        reference.update(k, &configs[k], t, configs[k].lr, &g);
+    }
+    step(&mut opt, &mut values, &[0, 1, 2], 8);
+    assert_eq!(bits(&values), bits(&reference.values));
+    assert_eq!(opt.steps(), 8);
+    assert_eq!(opt.param_steps(ids[1]), Some(3));
+}

@@ -1,0 +1,20 @@
+"""RecAdam (Chen et al., "Recall and Learn", EMNLP 2020) backed by recadam's Rust kernel.
+
+``recadam.RecAdam`` is a drop-in for the official ``RecAdam.py`` as a ``torch.optim.Optimizer``;
+``recadam.NumpyRecAdam`` steps numpy arrays (for JAX and numpy users; no torch needed);
+``recadam.param_groups`` builds the official GLUE script's four groups.
+"""
+
+from ._recadam import __version__, backends
+from ._numpy import NumpyRecAdam
+
+__all__ = ["RecAdam", "NumpyRecAdam", "param_groups", "backends", "__version__"]
+
+
+def __getattr__(name):
+    # torch is imported only when its part is used: `import recadam` works without it.
+    if name in ("RecAdam", "param_groups"):
+        from . import _torch
+
+        return getattr(_torch, name)
+    raise AttributeError(f"module 'recadam' has no attribute {name!r}")

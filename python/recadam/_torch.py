@@ -1,0 +1,402 @@
+"""``recadam.RecAdam``: the official ``RecAdam.py`` as a ``torch.optim.Optimizer``, stepping on
+recadam's Rust kernel.
+
+How the memory is reached: each step passes ``tensor.data_ptr()`` of every parameter, gradient,
+``exp_avg``, ``exp_avg_sq`` and θ* to one Rust call, with its length. Only contiguous CPU float32
+or float64 tensors are accepted (checked on every step), so each address starts ``numel``
+elements in order; the Rust side updates them in place, with no copy. The tensors stay alive
+for the call because this method holds them (through ``param_groups`` and ``state``) until the
+call returns; the GIL is released meanwhile, so other Python threads may run, but must not touch
+these tensors.
+"""
+
+import math
+
+import torch
+
+from . import _recadam
+
+_ANNEAL_FUNS = ("sigmoid", "linear", "constant")
+_FLOATS = (torch.float32, torch.float64)
+
+
+class RecAdam(torch.optim.Optimizer):
+    """RecAdam with the official signature, defaults and meaning (DESIGN section 1).
+
+    Each param group may carry its own ``lr``, ``betas``, ``eps``, ``weight_decay``,
+    ``correct_bias``, ``anneal_fun``, ``anneal_k``, ``anneal_t0``, ``anneal_w``,
+    ``pretrain_cof`` and ``pretrain_params`` (one tensor per parameter, as the official GLUE
+    script builds them). ``pretrain_params=None`` takes θ* as each parameter's value at its first
+    step. ``state[p]`` holds ``step`` (the parameter's own count, as the official code),
+    ``exp_avg`` and ``exp_avg_sq`` (and ``pretrain_param``, the snapshot, when θ* was not given).
+
+    Beyond the official keywords:
+
+    - ``threads``: threads of the step (default: ``torch.get_num_threads()``); 1 starts none.
+    - ``nonfinite``: ``"skip"`` (default: a step with a NaN or infinite gradient changes nothing
+      and is counted in ``skipped_steps``), ``"raise"`` (the same, raising ``FloatingPointError``)
+      or ``"propagate"`` (the official behaviour: the values go through the update).
+    - ``penalty``: ``"decoupled"`` (RecAdam) or ``"coupled"`` (the paper's ablation, DESIGN 1.2).
+      AdamW is ``anneal_w=0``.
+    - ``backend``: force a SIMD backend (``recadam.backends()``); every backend gives the same bits.
+
+    Invalid hyperparameters raise ``ValueError`` naming the field and value, including a learning
+    rate at which the penalty diverges (lr·(w − λ)·γ ≥ 2: the official defaults lr=1e-3 with
+    pretrain_cof=5000 do); unsupported tensors raise ``TypeError``.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-6,
+        weight_decay=0.0,
+        correct_bias=True,
+        anneal_fun="sigmoid",
+        anneal_k=0,
+        anneal_t0=0,
+        anneal_w=1.0,
+        pretrain_cof=5000.0,
+        pretrain_params=None,
+        *,
+        threads=None,
+        nonfinite="skip",
+        penalty="decoupled",
+        backend=None,
+    ):
+        if nonfinite not in ("skip", "raise", "propagate"):
+            raise ValueError(f"invalid nonfinite={nonfinite!r}: expected 'skip', 'raise' or 'propagate'")
+        if threads is None:
+            threads = max(1, torch.get_num_threads())
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"invalid threads={threads!r}: expected an int ≥ 1")
+        self._engine = _recadam.Engine(threads, backend)
+        self._backend = backend
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        self._checked = {}
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            correct_bias=correct_bias,
+            anneal_fun=anneal_fun,
+            anneal_k=anneal_k,
+            anneal_t0=anneal_t0,
+            anneal_w=anneal_w,
+            pretrain_cof=pretrain_cof,
+            pretrain_params=pretrain_params,
+            penalty=penalty,
+        )
+        super().__init__(params, defaults)
+
+    @property
+    def threads(self):
+        return self._engine.threads
+
+    @property
+    def backend(self):
+        return self._engine.backend
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        index = len(self.param_groups) - 1
+        _check_group(group, index)
+        pps = group["pretrain_params"]
+        if pps is None:
+            return
+        pps = list(pps)
+        group["pretrain_params"] = pps
+        if len(pps) != len(group["params"]):
+            raise ValueError(
+                f"param group {index}: {len(group['params'])} params but {len(pps)} pretrain_params"
+            )
+        for i, (p, pp) in enumerate(zip(group["params"], pps)):
+            if not isinstance(pp, torch.Tensor):
+                raise TypeError(f"param group {index}, parameter {i}: pretrain_params must be tensors, not {type(pp).__name__}")
+            if pp.shape != p.shape:
+                raise ValueError(
+                    f"param group {index}, parameter {i}: pretrain_params has shape {tuple(pp.shape)}, the parameter {tuple(p.shape)}"
+                )
+            if pp.dtype != p.dtype:
+                raise TypeError(
+                    f"param group {index}, parameter {i}: pretrain_params is {pp.dtype}, the parameter {p.dtype}"
+                )
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        # torch replaces each group with the saved one: keys a state dict from the official
+        # `RecAdam.py` lacks (`penalty`) come back from the defaults.
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        self.skipped_steps = state_dict.get("recadam", {}).get("skipped_steps", 0)
+        self._checked = {}
+
+    def state_dict(self):
+        sd = super().state_dict()
+        sd["recadam"] = {"skipped_steps": self.skipped_steps}
+        return sd
+
+    def __getstate__(self):
+        # torch keeps defaults, state and param_groups; the engine (threads, kernel) is not
+        # picklable and is rebuilt from its settings.
+        state = super().__getstate__()
+        state["recadam"] = dict(threads=self._engine.threads, backend=self._backend, nonfinite=self.nonfinite, skipped_steps=self.skipped_steps)
+        return state
+
+    def __setstate__(self, state):
+        settings = state.pop("recadam", None) or dict(threads=1, backend=None, nonfinite="skip", skipped_steps=0)
+        super().__setstate__(state)
+        self._engine = _recadam.Engine(settings["threads"], settings["backend"])
+        self._backend = settings["backend"]
+        self.nonfinite = settings["nonfinite"]
+        self.skipped_steps = settings["skipped_steps"]
+        self._checked = {}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of every parameter that has a gradient, in one call into Rust."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        specs = []
+        stepped = []
+        dtype = None
+        for gi, group in enumerate(self.param_groups):
+            pps = group["pretrain_params"]
+            penalised = group["anneal_w"] > 0.0
+            for i, p in enumerate(group["params"]):
+                grad = p.grad
+                if grad is None:
+                    continue
+                if not (_usable(p) and _usable(grad) and grad.dtype == p.dtype and grad.shape == p.shape):
+                    where = f"param group {gi}, parameter {i}"
+                    _check_tensor(p, where, "the parameter")
+                    _check_tensor(grad, where, "its gradient")
+                    raise TypeError(f"{where}: the gradient is {grad.dtype} {tuple(grad.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+                if dtype is None:
+                    dtype = p.dtype
+                elif p.dtype != dtype:
+                    where = f"param group {gi}, parameter {i}"
+                    raise TypeError(f"{where}: {p.dtype} next to {dtype}: one optimizer steps one dtype (use one optimizer per dtype)")
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                pp = None
+                if penalised:
+                    if pps is not None:
+                        pp = pps[i]
+                    else:
+                        pp = state.get("pretrain_param")
+                        if pp is None:
+                            pp = state["pretrain_param"] = p.detach().clone(memory_format=torch.contiguous_format)
+                n = p.numel()
+                # The state and θ* are checked in full when first seen and whenever their memory
+                # changes (a load_state_dict, a user's replacement); their lengths every step.
+                key = (m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), n)
+                if self._checked.get(p) != key:
+                    where = f"param group {gi}, parameter {i}"
+                    for t, what in ((m, "its exp_avg"), (v, "its exp_avg_sq"), (pp, "its pretrain_params")):
+                        if t is None:
+                            continue
+                        _check_tensor(t, where, what)
+                        if t.dtype != p.dtype or t.shape != p.shape:
+                            raise TypeError(f"{where}: {what} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+                    self._checked[p] = key
+                if m.numel() != n or v.numel() != n or (pp is not None and pp.numel() != n):
+                    raise TypeError(f"param group {gi}, parameter {i}: its state or pretrain_params do not have the parameter's {n} elements")
+                if n == 0:
+                    stepped.append(state)
+                    continue
+                pp_ptr = key[2]
+                specs.append((p.data_ptr(), grad.data_ptr(), m.data_ptr(), v.data_ptr(), pp_ptr, n, gi, state["step"] + 1))
+                stepped.append(state)
+        if not stepped:
+            return loss
+        groups = [_spec(g) for g in self.param_groups]
+        skipped, _norm = self._engine.step(
+            "float32" if dtype == torch.float32 else "float64" if dtype == torch.float64 else str(dtype),
+            groups,
+            specs,
+            "skip" if self.nonfinite == "raise" else self.nonfinite,
+        )
+        if skipped is not None:
+            if self.nonfinite == "skip":
+                self.skipped_steps += 1
+            else:
+                raise FloatingPointError(
+                    "a gradient holds NaN or an infinity: the step was refused and nothing changed"
+                )
+            return loss
+        for state in stepped:
+            state["step"] += 1
+        return loss
+
+    def _state_specs(self, loading):
+        """Every parameter's state as `(exp_avg, exp_avg_sq, θ* or 0, len, group, index, steps)`
+        for the project's checkpoint format, creating zero state where there is none yet."""
+        specs, dtype = [], None
+        for gi, group in enumerate(self.param_groups):
+            pps = group["pretrain_params"]
+            for i, p in enumerate(group["params"]):
+                where = f"param group {gi}, parameter {i}"
+                _check_tensor(p, where, "the parameter")
+                if dtype is None:
+                    dtype = p.dtype
+                elif p.dtype != dtype:
+                    raise TypeError(f"{where}: {p.dtype} next to {dtype}: one optimizer steps one dtype")
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                pp = None
+                if group["anneal_w"] > 0.0:
+                    pp = pps[i] if pps is not None else state.get("pretrain_param")
+                    if pp is None:
+                        if loading:
+                            raise ValueError(
+                                f"{where}: the project's checkpoint format keeps a checksum of θ*, not θ* itself: "
+                                "give pretrain_params to load it (or use state_dict()/load_state_dict(), which keep θ*)"
+                            )
+                        pp = state["pretrain_param"] = p.detach().clone(memory_format=torch.contiguous_format)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                for t, what in ((m, "its exp_avg"), (v, "its exp_avg_sq"), (pp, "its pretrain_params")):
+                    if t is not None:
+                        _check_tensor(t, where, what)
+                        if t.dtype != p.dtype or t.shape != p.shape:
+                            raise TypeError(f"{where}: {what} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+                specs.append((m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), p.numel(), gi, i, state["step"]))
+        return specs, ("float64" if dtype == torch.float64 else "float32")
+
+    def save(self, path):
+        """Writes the state in the project's checkpoint format: safetensors with the groups'
+        hyperparameters, every parameter's step count, a CRC-32 of each θ* and of everything,
+        written atomically (temporary file, fsync, rename). `load_checkpoint` resumes from it
+        with the same bits; `state_dict()` is torch's format, also exact."""
+        specs, dtype = self._state_specs(loading=False)
+        self._engine.save(str(path), dtype, [_spec(g) for g in self.param_groups], specs)
+
+    def load_checkpoint(self, path):
+        """Reads a file `save` wrote into this optimizer, which must have the same groups,
+        parameters, hyperparameters (but the learning rates, which are restored) and θ*. A
+        damaged or mismatched file raises ValueError naming what is wrong, and changes nothing."""
+        specs, dtype = self._state_specs(loading=True)
+        steps, lrs = self._engine.load(str(path), dtype, [_spec(g) for g in self.param_groups], specs)
+        k = 0
+        for group, lr in zip(self.param_groups, lrs):
+            group["lr"] = lr
+            for p in group["params"]:
+                self.state[p]["step"] = steps[k]
+                k += 1
+
+    @classmethod
+    def load(cls, path, params, **kwargs):
+        """A RecAdam over ``params`` (with the constructor's keywords, as when it was saved)
+        resumed from a file that ``save`` wrote."""
+        opt = cls(params, **kwargs)
+        opt.load_checkpoint(path)
+        return opt
+
+    def lambda_(self, group=0):
+        """λ(t) of a param group at its latest step (the largest ``state['step']`` among its
+        parameters; λ(1) before the first): the weight of the target task."""
+        g = self.param_groups[group]
+        t = max((self.state[p].get("step", 0) for p in g["params"]), default=0)
+        return _recadam.anneal_lambda(_spec(g), max(t, 1))
+
+    @torch.no_grad()
+    def distance_to_pretrained(self):
+        """Euclidean distance of the parameters to θ* (the paper's measure of forgetting):
+        ``{"total": d, "groups": [d_0, d_1, ...]}``, in float64; a group without θ* yet (no
+        pretrain_params and no step taken) counts 0."""
+        per_group = []
+        for g in self.param_groups:
+            pps = g["pretrain_params"]
+            total = 0.0
+            for i, p in enumerate(g["params"]):
+                pp = pps[i] if pps is not None else self.state[p].get("pretrain_param")
+                if pp is None or g["anneal_w"] <= 0.0:
+                    continue
+                total += float(((p.detach().double() - pp.double()) ** 2).sum())
+            per_group.append(math.sqrt(total))
+        return {"total": math.sqrt(sum(d * d for d in per_group)), "groups": per_group}
+
+
+def _spec(group):
+    return {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "correct_bias", "anneal_fun", "anneal_k", "anneal_t0", "anneal_w", "pretrain_cof", "penalty")}
+
+
+def _check_group(group, index):
+    if group["anneal_fun"] not in _ANNEAL_FUNS:
+        raise ValueError(f"param group {index}: invalid anneal_fun={group['anneal_fun']!r}: expected one of {_ANNEAL_FUNS}")
+    betas = group["betas"]
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"param group {index}: invalid betas={betas!r}: expected two numbers")
+    group["betas"] = (float(betas[0]), float(betas[1]))
+    try:
+        _recadam.validate(_spec(group))
+    except ValueError as e:
+        raise ValueError(f"param group {index}: {e}") from None
+    except TypeError as e:
+        raise ValueError(f"param group {index}: {e}") from None
+
+
+def _usable(t):
+    return t.is_cpu and t.dtype in _FLOATS and t.layout == torch.strided and t.is_contiguous()
+
+
+def _check_tensor(t, where, what):
+    if _usable(t):
+        return
+    if t.device.type != "cpu":
+        raise TypeError(f"{where}: {what} is on {t.device}; recadam steps CPU tensors (move the optimizer state to the CPU, as ZeRO-Offload does)")
+    if t.layout != torch.strided:
+        raise TypeError(f"{where}: {what} is {t.layout}; recadam steps dense tensors, not sparse ones")
+    if t.dtype not in _FLOATS:
+        raise TypeError(f"{where}: {what} is {t.dtype}; recadam steps float32 and float64")
+    raise TypeError(f"{where}: {what} is not contiguous; recadam steps contiguous tensors (call .contiguous() on the parameter)")
+
+
+def param_groups(model, weight_decay, anneal_w=1.0, head_anneal_w=0.0, no_decay=("bias", "LayerNorm.weight"), encoder_prefix=None, **extra):
+    """The official GLUE script's four groups: encoder (pulled towards θ*, with and without
+    weight decay) and head (``head_anneal_w``, 0: not pulled; with and without weight decay).
+
+    A parameter belongs to the encoder when its name starts with ``encoder_prefix`` (default:
+    the model's ``base_model_prefix`` followed by ``.``, ``bert.`` for BERT); it gets no weight
+    decay when its name contains one of ``no_decay``. θ* is each parameter's value at its first
+    step (``pretrain_params=None``), i.e. the pretrained weights when fine-tuning starts. Empty
+    groups are left out. ``extra`` goes into every group.
+
+    >>> optimizer = recadam.RecAdam(recadam.param_groups(model, 0.01), lr=2e-5, anneal_k=0.1, anneal_t0=250)
+    """
+    if encoder_prefix is None:
+        base = getattr(model, "base_model_prefix", "")
+        encoder_prefix = f"{base}." if base else ""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = []
+    for encoder in (True, False):
+        for decay in (True, False):
+            params = [
+                p
+                for n, p in named
+                if n.startswith(encoder_prefix) == encoder and (not any(nd in n for nd in no_decay)) == decay
+            ]
+            if params:
+                groups.append(
+                    dict(
+                        params=params,
+                        weight_decay=weight_decay if decay else 0.0,
+                        anneal_w=anneal_w if encoder else head_anneal_w,
+                        **extra,
+                    )
+                )
+    return groups

@@ -1,0 +1,526 @@
+//! `recadam._recadam`: the Rust side of the Python package. One call per optimizer step hands
+//! every parameter's buffers over as addresses (`tensor.data_ptr()` or a numpy array's data
+//! address) with their length, group and step; the step runs recadam-std's [`step_held`] on
+//! the optimizer's threads with the GIL released. The Python side (`recadam/_torch.py`,
+//! `recadam/_numpy.py`) checks device, dtype, layout and lengths and keeps every tensor alive
+//! for the call; this side checks what it can (null, alignment, overlap) and turns every error,
+//! and any panic, into a Python exception.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use recadam_core::{Annealing, PenaltyMode, RecAdamConfig, Slices};
+use recadam_simd::SimdElement;
+use recadam_std::{
+    step_held, thread_pool, Backend, Buffer, Group, HeldParam, Kernel, NonFiniteGuard, Optimizer,
+    Options, Pool, Pretrained, Selector, StepCount,
+};
+
+/// A param group as the Python optimizer keeps it: the official `RecAdam.py` keys, plus
+/// `penalty` (`"decoupled"` or `"coupled"`).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct GroupSpec {
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    correct_bias: bool,
+    anneal_fun: String,
+    anneal_k: f64,
+    anneal_t0: f64,
+    anneal_w: f64,
+    pretrain_cof: f64,
+    penalty: String,
+}
+
+impl GroupSpec {
+    fn config(&self) -> PyResult<RecAdamConfig> {
+        let annealing = match self.anneal_fun.as_str() {
+            "sigmoid" => Annealing::Sigmoid {
+                k: self.anneal_k,
+                t0: self.anneal_t0,
+            },
+            "linear" => Annealing::Linear { t0: self.anneal_t0 },
+            "constant" => Annealing::Constant,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "invalid `anneal_fun` = {other:?}: expected 'sigmoid', 'linear' or 'constant'"
+                )))
+            }
+        };
+        let penalty_mode = match self.penalty.as_str() {
+            "decoupled" => PenaltyMode::Decoupled,
+            "coupled" => PenaltyMode::Coupled,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "invalid `penalty` = {other:?}: expected 'decoupled' or 'coupled'"
+                )))
+            }
+        };
+        let config = RecAdamConfig {
+            lr: self.lr,
+            beta1: self.betas.0,
+            beta2: self.betas.1,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            correct_bias: self.correct_bias,
+            annealing,
+            anneal_w: self.anneal_w,
+            pretrain_cof: self.pretrain_cof,
+            penalty_mode,
+        };
+        config.validate().map_err(value_error)?;
+        Ok(config)
+    }
+}
+
+/// One parameter of a step: the addresses of its value, gradient, `exp_avg`, `exp_avg_sq` and
+/// θ* (0: none), its length in elements, its group and the step t it takes.
+type ParamSpec = (usize, usize, usize, usize, usize, usize, usize, u64);
+
+/// One parameter's state for `save` and `load`: the addresses of `exp_avg`, `exp_avg_sq` and θ*
+/// (0: none), the length, the group, the index in the group and the step count.
+type StateSpec = (usize, usize, usize, usize, usize, usize, u64);
+
+fn configs_of(groups: &[GroupSpec]) -> PyResult<Vec<RecAdamConfig>> {
+    groups.iter().map(GroupSpec::config).collect()
+}
+
+/// `check_addresses` for `save` and `load`: m and v are written, θ* (optional) read.
+fn check_state_addresses<T>(params: &[StateSpec]) -> PyResult<()> {
+    check_buffers::<T, _>(
+        params
+            .iter()
+            .map(|&(m, v, pp, len, ..)| (len, [(m, true), (v, true), (pp, false)])),
+    )
+}
+
+fn value_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Checks a group's hyperparameters; raises `ValueError` naming the field and value.
+#[pyfunction]
+fn validate(group: GroupSpec) -> PyResult<()> {
+    group.config().map(|_| ())
+}
+
+/// λ(t) of a group (0 without a penalty), as the official `anneal_function`.
+#[pyfunction]
+fn anneal_lambda(group: GroupSpec, t: u64) -> PyResult<f64> {
+    Ok(group.config()?.lambda(t.max(1)))
+}
+
+/// The SIMD backends this CPU can run, best first.
+#[pyfunction]
+fn backends() -> Vec<&'static str> {
+    let mut all: Vec<Backend> = Backend::available().collect();
+    all.reverse();
+    all.iter().map(|b| b.name()).collect()
+}
+
+/// The kernel and the threads of one optimizer.
+#[pyclass(frozen, module = "recadam._recadam")]
+struct Engine {
+    kernel: Kernel,
+    pool: Arc<dyn Pool>,
+}
+
+#[pymethods]
+impl Engine {
+    /// `threads` ≥ 1 (1 starts no thread; more start a persistent pool once); `backend` one of
+    /// `backends()`, or None for the best.
+    #[new]
+    #[pyo3(signature = (threads = 1, backend = None))]
+    fn new(threads: usize, backend: Option<&str>) -> PyResult<Engine> {
+        let kernel = match backend {
+            None => Kernel::best(),
+            Some(name) => {
+                let b = Backend::from_name(name).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "invalid `backend` = {name:?}: expected one of {:?}",
+                        backends()
+                    ))
+                })?;
+                Kernel::new(b).map_err(value_error)?
+            }
+        };
+        let pool = thread_pool(threads).map_err(value_error)?;
+        Ok(Engine { kernel, pool })
+    }
+
+    /// The backend that runs the update.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.kernel.backend().name()
+    }
+
+    /// The threads a step runs on.
+    #[getter]
+    fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// The memory-bandwidth reference of the benchmarks: the update's memory traffic (reads
+    /// the five buffers, writes three) with one addition each, on the same threads. Every
+    /// parameter needs θ*. Same contract as `step`.
+    fn stream(&self, py: Python<'_>, dtype: &str, params: Vec<ParamSpec>) -> PyResult<()> {
+        match dtype {
+            "float32" => self.stream_typed::<f32>(py, &params),
+            "float64" => self.stream_typed::<f64>(py, &params),
+            other => Err(PyTypeError::new_err(format!("unsupported dtype {other}"))),
+        }
+    }
+
+    /// Writes the project's checkpoint format (safetensors, checksummed, atomic; see
+    /// recadam-std's `checkpoint`) from caller-held state: `params` are `(exp_avg, exp_avg_sq,
+    /// θ* or 0, len, group, index in group, steps)`. Same contract as `step` for the addresses.
+    fn save(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        dtype: &str,
+        groups: Vec<GroupSpec>,
+        params: Vec<StateSpec>,
+    ) -> PyResult<()> {
+        let configs = configs_of(&groups)?;
+        match dtype {
+            "float32" => self
+                .checkpoint::<f32>(py, &path, &configs, &params, false)
+                .map(|_| ()),
+            "float64" => self
+                .checkpoint::<f64>(py, &path, &configs, &params, false)
+                .map(|_| ()),
+            other => Err(PyTypeError::new_err(format!("unsupported dtype {other}"))),
+        }
+    }
+
+    /// Reads a checkpoint that `save` wrote into the caller-held state (the same layout of
+    /// groups and parameters is required; a difference is a `ValueError` naming it, and nothing
+    /// changes). Returns each parameter's step count and each group's learning rate.
+    fn load(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        dtype: &str,
+        groups: Vec<GroupSpec>,
+        params: Vec<StateSpec>,
+    ) -> PyResult<(Vec<u64>, Vec<f64>)> {
+        let configs = configs_of(&groups)?;
+        match dtype {
+            "float32" => self.checkpoint::<f32>(py, &path, &configs, &params, true),
+            "float64" => self.checkpoint::<f64>(py, &path, &configs, &params, true),
+            other => Err(PyTypeError::new_err(format!("unsupported dtype {other}"))),
+        }
+    }
+
+    /// One step over every parameter given. Returns `(skipped, grad_norm)`: `skipped` is the
+    /// index of the first parameter with a non-finite gradient when the step was skipped.
+    ///
+    /// The caller guarantees that every address is the start of a live, C-contiguous CPU buffer
+    /// of `len` elements of `dtype`, kept alive and not used by another thread for the call.
+    #[pyo3(signature = (dtype, groups, params, nonfinite))]
+    fn step(
+        &self,
+        py: Python<'_>,
+        dtype: &str,
+        groups: Vec<GroupSpec>,
+        params: Vec<ParamSpec>,
+        nonfinite: &str,
+    ) -> PyResult<(Option<usize>, Option<f64>)> {
+        let configs = groups
+            .iter()
+            .map(GroupSpec::config)
+            .collect::<PyResult<Vec<_>>>()?;
+        let guard = match nonfinite {
+            "skip" => NonFiniteGuard::Skip,
+            "raise" => NonFiniteGuard::Refuse,
+            "propagate" => NonFiniteGuard::Off,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "invalid `nonfinite` = {other:?}: expected 'skip', 'raise' or 'propagate'"
+                )))
+            }
+        };
+        match dtype {
+            "float32" => self.step_typed::<f32>(py, &configs, &params, guard),
+            "float64" => self.step_typed::<f64>(py, &configs, &params, guard),
+            other => Err(PyTypeError::new_err(format!(
+                "unsupported dtype {other}: recadam steps float32 and float64"
+            ))),
+        }
+    }
+}
+
+impl Engine {
+    /// Builds the slices of `params` from their addresses (see `step` for the contract).
+    ///
+    /// # Safety
+    /// Every address must start a live buffer of `len` elements of `T`, kept alive and touched
+    /// by no other thread while the slices live; `check_addresses` must have passed.
+    unsafe fn slices<'a, T>(
+        params: &[ParamSpec],
+    ) -> Result<Vec<Slices<'a, T>>, recadam_core::Error> {
+        params
+            .iter()
+            .map(|&(p, g, m, v, pp, len, _, _)| {
+                // SAFETY: the caller's contract above.
+                unsafe {
+                    Slices::new(
+                        std::slice::from_raw_parts_mut(p as *mut T, len),
+                        std::slice::from_raw_parts(g as *const T, len),
+                        std::slice::from_raw_parts_mut(m as *mut T, len),
+                        std::slice::from_raw_parts_mut(v as *mut T, len),
+                        (pp != 0).then(|| std::slice::from_raw_parts(pp as *const T, len)),
+                    )
+                }
+            })
+            .collect()
+    }
+
+    fn stream_typed<T: SimdElement>(&self, py: Python<'_>, params: &[ParamSpec]) -> PyResult<()> {
+        check_addresses::<T>(params)?;
+        let (kernel, pool) = (self.kernel, self.pool.clone());
+        py.detach(|| {
+            // SAFETY: as in `step_typed`: the Python caller keeps every buffer alive and
+            // untouched for the call, and `check_addresses` passed.
+            let all = unsafe { Self::slices::<T>(params) }.map_err(value_error)?;
+            // Each thread takes the same share of every buffer, cut at 64 elements.
+            let threads = pool.threads();
+            let mut parts: Vec<Vec<Slices<'_, T>>> = (0..threads).map(|_| Vec::new()).collect();
+            for mut s in all {
+                for (i, part) in parts.iter_mut().enumerate() {
+                    let left = threads - i;
+                    let take = (s.len().div_ceil(left)).div_ceil(64) * 64;
+                    if take >= s.len() || i + 1 == threads {
+                        part.push(s);
+                        break;
+                    }
+                    let (a, b) = s.split_at(take).ok_or_else(|| value_error("split"))?;
+                    part.push(a);
+                    s = b;
+                }
+            }
+            let slots: Vec<Mutex<Vec<Slices<'_, T>>>> = parts.into_iter().map(Mutex::new).collect();
+            pool.run(slots.len(), &|i| {
+                let mine = std::mem::take(&mut *slots[i].lock().unwrap_or_else(|e| e.into_inner()));
+                for s in mine {
+                    kernel.stream(s);
+                }
+            });
+            Ok(())
+        })
+    }
+
+    /// An optimizer over the caller-held state (borrowed), with the caller's groups and step
+    /// counts, that saves it or loads into it.
+    fn checkpoint<T: SimdElement + bytemuck::Pod>(
+        &self,
+        py: Python<'_>,
+        path: &std::path::Path,
+        configs: &[RecAdamConfig],
+        params: &[StateSpec],
+        load: bool,
+    ) -> PyResult<(Vec<u64>, Vec<f64>)> {
+        check_state_addresses::<T>(params)?;
+        let first = *configs
+            .first()
+            .ok_or_else(|| PyValueError::new_err("no param groups"))?;
+        if configs.iter().any(|c| c.penalty_mode != first.penalty_mode) {
+            return Err(PyValueError::new_err(
+                "the project's checkpoint format holds one `penalty` for every group",
+            ));
+        }
+        let kernel = self.kernel;
+        py.detach(|| {
+            let options = Options {
+                step_count: StepCount::PerParam,
+                ..Options::new(first)
+            };
+            let mut opt = Optimizer::<T>::with_kernel(options, kernel).map_err(value_error)?;
+            for (gi, c) in configs.iter().enumerate() {
+                let mut g = Group::new(
+                    &format!("group{gi}"),
+                    Selector::Prefix(format!("group{gi}.")),
+                )
+                .lr(c.lr)
+                .weight_decay(c.weight_decay)
+                .anneal_w(c.anneal_w)
+                .pretrain_cof(c.pretrain_cof)
+                .betas(c.beta1, c.beta2)
+                .eps(c.eps)
+                .correct_bias(c.correct_bias);
+                g = g.annealing(c.annealing);
+                opt.add_group(g).map_err(value_error)?;
+            }
+            let mut ids = Vec::with_capacity(params.len());
+            let mut counts = Vec::with_capacity(params.len());
+            for &(m, v, pp, len, group, index, steps) in params {
+                // SAFETY: the Python caller guarantees that m, v (and θ* when not 0) start live
+                // buffers of `len` elements of `T`, kept alive and untouched by other threads
+                // for this call; `check_state_addresses` verified non-null, alignment, sizes and
+                // that m and v overlap nothing else.
+                let (m, v, pp) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(m as *mut T, len),
+                        std::slice::from_raw_parts_mut(v as *mut T, len),
+                        (pp != 0).then(|| std::slice::from_raw_parts(pp as *const T, len)),
+                    )
+                };
+                let name = format!("group{group}.param{index}");
+                let id = opt
+                    .register_with_state(
+                        &name,
+                        len,
+                        pp.map(Pretrained::Borrowed),
+                        Buffer::Borrowed(m),
+                        Buffer::Borrowed(v),
+                    )
+                    .map_err(value_error)?;
+                ids.push(id);
+                counts.push((id, steps));
+            }
+            let global = params.iter().map(|p| p.6).max().unwrap_or(0);
+            opt.set_step_counts(global, &counts).map_err(value_error)?;
+            if load {
+                opt.load_checkpoint(path).map_err(value_error)?;
+            } else {
+                opt.save_checkpoint(path).map_err(value_error)?;
+            }
+            let steps = ids
+                .iter()
+                .map(|&id| opt.param_steps(id).unwrap_or(0))
+                .collect();
+            let lrs = (0..configs.len())
+                .map(|gi| opt.lr(&format!("group{gi}")).unwrap_or(f64::NAN))
+                .collect();
+            Ok((steps, lrs))
+        })
+    }
+
+    fn step_typed<T: SimdElement>(
+        &self,
+        py: Python<'_>,
+        configs: &[RecAdamConfig],
+        params: &[ParamSpec],
+        guard: NonFiniteGuard,
+    ) -> PyResult<(Option<usize>, Option<f64>)> {
+        check_addresses::<T>(params)?;
+        let (kernel, pool) = (self.kernel, self.pool.clone());
+        let outcome = py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: the Python caller guarantees (and `check_addresses` verified what
+                // can be verified: non-null, aligned, sizes in range, writable buffers
+                // overlapping no other buffer) that each address starts a live buffer of `len`
+                // elements of `T`, kept alive for this call and touched by no other thread
+                // meanwhile: the GIL is released, but the caller holds every tensor until the
+                // call returns.
+                let slices = unsafe { Self::slices::<T>(params) }?;
+                let held = slices
+                    .into_iter()
+                    .zip(params)
+                    .map(|(slices, &(.., group, t))| HeldParam { slices, group, t })
+                    .collect();
+                step_held(kernel, pool.as_ref(), guard, configs, held)
+            }))
+        });
+        match outcome {
+            Ok(Ok(report)) => Ok((report.skipped, report.grad_norm)),
+            Ok(Err(e)) => Err(value_error(e)),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(PyRuntimeError::new_err(format!(
+                    "recadam: internal error (a Rust panic, caught): {what}"
+                )))
+            }
+        }
+    }
+}
+
+/// What can be checked of a step's addresses: see [`check_buffers`].
+fn check_addresses<T>(params: &[ParamSpec]) -> PyResult<()> {
+    check_buffers::<T, _>(params.iter().map(|&(p, g, m, v, pp, len, ..)| {
+        (
+            len,
+            [(p, true), (g, false), (m, true), (v, true), (pp, false)],
+        )
+    }))
+}
+
+/// What can be checked of the addresses, per parameter `(len, [(address, written)])`: none null
+/// (except the last, θ*, which may be absent), each aligned for `T`, each size within
+/// `isize::MAX` bytes, and no buffer that is written overlapping any other buffer of the call
+/// (reads may overlap reads).
+fn check_buffers<T, const N: usize>(
+    params: impl Iterator<Item = (usize, [(usize, bool); N])>,
+) -> PyResult<()> {
+    let size = std::mem::size_of::<T>();
+    let mut ranges: Vec<(usize, usize, bool, usize)> = Vec::new();
+    for (k, (len, buffers)) in params.enumerate() {
+        let bytes = len
+            .checked_mul(size)
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("parameter #{k}: {len} elements is too many"))
+            })?;
+        for (i, &(addr, writes)) in buffers.iter().enumerate() {
+            if addr == 0 {
+                if i + 1 == N {
+                    continue;
+                }
+                return Err(PyValueError::new_err(format!(
+                    "parameter #{k}: a null buffer"
+                )));
+            }
+            if addr % std::mem::align_of::<T>() != 0 || addr.checked_add(bytes).is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "parameter #{k}: a buffer at {addr:#x} is not aligned for its dtype"
+                )));
+            }
+            if len > 0 {
+                ranges.push((addr, addr + bytes, writes, k));
+            }
+        }
+    }
+    ranges.sort_unstable();
+    // Sweep in address order: a range overlaps an earlier one when it starts before the end
+    // of any earlier range (for a write) or of any earlier written range (for a read).
+    let (mut end_any, mut end_written) = ((0usize, 0usize), (0usize, 0usize));
+    for &(start, end, writes, k) in &ranges {
+        let clash = if writes {
+            (start < end_any.0).then_some(end_any.1)
+        } else {
+            (start < end_written.0).then_some(end_written.1)
+        };
+        if let Some(other) = clash {
+            return Err(PyValueError::new_err(format!(
+                "parameters #{other} and #{k} share memory that the call writes (a tensor given twice, or a gradient or state that is a view of a parameter)"
+            )));
+        }
+        if end > end_any.0 {
+            end_any = (end, k);
+        }
+        if writes && end > end_written.0 {
+            end_written = (end, k);
+        }
+    }
+    Ok(())
+}
+
+/// The extension module.
+#[pymodule]
+fn _recadam(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(anneal_lambda, m)?)?;
+    m.add_function(wrap_pyfunction!(backends, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
