@@ -47,3 +47,21 @@ class ReferenceRecAdam:
                     p.addcdiv_(m, denom, value=-step_size)
                 if g["weight_decay"] > 0.0:
                     p.add_(p, alpha=-g["lr"] * g["weight_decay"])
+
+
+@torch.no_grad()
+def coupled_step(p, pp, grad, st, g):
+    """The paper's coupled ablation (DESIGN 1.2): g' = λ·g + (w − λ)·γ·(p − θ*), then Adam."""
+    b1, b2 = g["betas"]
+    st["step"] += 1
+    t = st["step"]
+    w = g["anneal_w"]
+    lam = anneal_lambda(g["anneal_fun"], t, g["anneal_k"], g["anneal_t0"], w)
+    g2 = lam * grad + (w - lam) * g["pretrain_cof"] * (p - pp)
+    st["m"].mul_(b1).add_(g2, alpha=1.0 - b1)
+    st["v"].mul_(b2).addcmul_(g2, g2, value=1.0 - b2)
+    denom = st["v"].sqrt().add_(g["eps"])
+    step_size = g["lr"] * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+    p.addcdiv_(st["m"], denom, value=-step_size)
+    if g["weight_decay"] > 0.0:
+        p.add_(p, alpha=-g["lr"] * g["weight_decay"])

@@ -61,3 +61,27 @@ def test_fifty_steps_match_the_reference(dtype, threads):
             assert sa["step"] == sb["step"]
             for x, y in ((sa["exp_avg"], sb["m"]), (sa["exp_avg_sq"], sb["v"])):
                 assert (x - y).abs().max().item() <= rtol * y.abs().max().item()
+
+
+def test_the_coupled_variant_matches_its_definition():
+    from reference import coupled_step
+
+    gen = torch.Generator().manual_seed(3)
+    pp = torch.randn(300, generator=gen, dtype=torch.float64) * 0.1
+    ours = torch.nn.Parameter(pp.clone())
+    theirs = pp.clone()
+    kw = dict(lr=1e-3, anneal_k=0.3, anneal_t0=10, anneal_w=1.0, pretrain_cof=50.0, weight_decay=0.01)
+    opt = recadam.RecAdam([ours], pretrain_params=[pp], penalty="coupled", **kw)
+    decoupled = torch.nn.Parameter(pp.clone())
+    opt_d = recadam.RecAdam([decoupled], pretrain_params=[pp], **kw)
+    st = {"step": 0, "m": torch.zeros_like(pp), "v": torch.zeros_like(pp)}
+    g = dict(DEFAULTS, **kw)
+    for _ in range(30):
+        grad = torch.randn(300, generator=gen, dtype=torch.float64) * 0.01 + 0.05
+        ours.grad, decoupled.grad = grad.clone(), grad.clone()
+        opt.step()
+        opt_d.step()
+        coupled_step(theirs, pp, grad, st, g)
+    scale = theirs.abs().max().item()
+    assert (ours.detach() - theirs).abs().max().item() <= 1e-12 * scale
+    assert (ours.detach() - decoupled.detach()).abs().max().item() > 1e-6 * scale, "coupled differs from decoupled"
