@@ -285,33 +285,37 @@ impl Engine {
         check_addresses::<T>(params)?;
         let (kernel, pool) = (self.kernel, self.pool.clone());
         py.detach(|| {
-            // SAFETY: as in `step_typed`: the Python caller keeps every buffer alive and
-            // untouched for the call, and `check_addresses` passed.
-            let all = unsafe { Self::slices::<T>(params) }.map_err(value_error)?;
-            // Each thread takes the same share of every buffer, cut at 64 elements.
-            let threads = pool.threads();
-            let mut parts: Vec<Vec<Slices<'_, T>>> = (0..threads).map(|_| Vec::new()).collect();
-            for mut s in all {
-                for (i, part) in parts.iter_mut().enumerate() {
-                    let left = threads - i;
-                    let take = (s.len().div_ceil(left)).div_ceil(64) * 64;
-                    if take >= s.len() || i + 1 == threads {
-                        part.push(s);
-                        break;
+            caught(|| {
+                // SAFETY: as in `step_typed`: the Python caller keeps every buffer alive and
+                // untouched for the call, and `check_addresses` passed.
+                let all = unsafe { Self::slices::<T>(params) }.map_err(value_error)?;
+                // Each thread takes the same share of every buffer, cut at 64 elements.
+                let threads = pool.threads();
+                let mut parts: Vec<Vec<Slices<'_, T>>> = (0..threads).map(|_| Vec::new()).collect();
+                for mut s in all {
+                    for (i, part) in parts.iter_mut().enumerate() {
+                        let left = threads - i;
+                        let take = (s.len().div_ceil(left)).div_ceil(64) * 64;
+                        if take >= s.len() || i + 1 == threads {
+                            part.push(s);
+                            break;
+                        }
+                        let (a, b) = s.split_at(take).ok_or_else(|| value_error("split"))?;
+                        part.push(a);
+                        s = b;
                     }
-                    let (a, b) = s.split_at(take).ok_or_else(|| value_error("split"))?;
-                    part.push(a);
-                    s = b;
                 }
-            }
-            let slots: Vec<Mutex<Vec<Slices<'_, T>>>> = parts.into_iter().map(Mutex::new).collect();
-            pool.run(slots.len(), &|i| {
-                let mine = std::mem::take(&mut *slots[i].lock().unwrap_or_else(|e| e.into_inner()));
-                for s in mine {
-                    kernel.stream(s);
-                }
-            });
-            Ok(())
+                let slots: Vec<Mutex<Vec<Slices<'_, T>>>> =
+                    parts.into_iter().map(Mutex::new).collect();
+                pool.run(slots.len(), &|i| {
+                    let mine =
+                        std::mem::take(&mut *slots[i].lock().unwrap_or_else(|e| e.into_inner()));
+                    for s in mine {
+                        kernel.stream(s);
+                    }
+                });
+                Ok(())
+            })
         })
     }
 
@@ -336,68 +340,70 @@ impl Engine {
         }
         let kernel = self.kernel;
         py.detach(|| {
-            let options = Options {
-                step_count: StepCount::PerParam,
-                ..Options::new(first)
-            };
-            let mut opt = Optimizer::<T>::with_kernel(options, kernel).map_err(value_error)?;
-            for (gi, c) in configs.iter().enumerate() {
-                let mut g = Group::new(
-                    &format!("group{gi}"),
-                    Selector::Prefix(format!("group{gi}.")),
-                )
-                .lr(c.lr)
-                .weight_decay(c.weight_decay)
-                .anneal_w(c.anneal_w)
-                .pretrain_cof(c.pretrain_cof)
-                .betas(c.beta1, c.beta2)
-                .eps(c.eps)
-                .correct_bias(c.correct_bias);
-                g = g.annealing(c.annealing);
-                opt.add_group(g).map_err(value_error)?;
-            }
-            let mut ids = Vec::with_capacity(params.len());
-            let mut counts = Vec::with_capacity(params.len());
-            for &(m, v, pp, len, group, index, steps) in params {
-                // SAFETY: the Python caller guarantees that m, v (and θ* when not 0) start live
-                // buffers of `len` elements of `T`, kept alive and untouched by other threads
-                // for this call; `check_state_addresses` verified non-null, alignment, sizes and
-                // that m and v overlap nothing else.
-                let (m, v, pp) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(m as *mut T, len),
-                        std::slice::from_raw_parts_mut(v as *mut T, len),
-                        (pp != 0).then(|| std::slice::from_raw_parts(pp as *const T, len)),
-                    )
+            caught(|| {
+                let options = Options {
+                    step_count: StepCount::PerParam,
+                    ..Options::new(first)
                 };
-                let name = format!("group{group}.param{index}");
-                let id = opt
-                    .register_with_state(
-                        &name,
-                        len,
-                        pp.map(Pretrained::Borrowed),
-                        Buffer::Borrowed(m),
-                        Buffer::Borrowed(v),
+                let mut opt = Optimizer::<T>::with_kernel(options, kernel).map_err(value_error)?;
+                for (gi, c) in configs.iter().enumerate() {
+                    let mut g = Group::new(
+                        &format!("group{gi}"),
+                        Selector::Prefix(format!("group{gi}.")),
                     )
-                    .map_err(value_error)?;
-                ids.push(id);
-                counts.push((id, steps));
-            }
-            let global = params.iter().map(|p| p.6).max().unwrap_or(0);
-            opt.set_step_counts(global, &counts).map_err(value_error)?;
-            if load {
-                opt.load_checkpoint(path).map_err(value_error)?;
-            } else {
-                opt.save_checkpoint(path).map_err(value_error)?;
-            }
-            let steps = ids
-                .iter()
-                .map(|&id| opt.param_steps(id).unwrap_or(0))
-                .collect();
-            let lrs = (0..configs.len())
-                .map(|gi| opt.lr(&format!("group{gi}")).unwrap_or(f64::NAN))
-                .collect();
-            Ok((steps, lrs))
+                    .lr(c.lr)
+                    .weight_decay(c.weight_decay)
+                    .anneal_w(c.anneal_w)
+                    .pretrain_cof(c.pretrain_cof)
+                    .betas(c.beta1, c.beta2)
+                    .eps(c.eps)
+                    .correct_bias(c.correct_bias);
+                    g = g.annealing(c.annealing);
+                    opt.add_group(g).map_err(value_error)?;
+                }
+                let mut ids = Vec::with_capacity(params.len());
+                let mut counts = Vec::with_capacity(params.len());
+                for &(m, v, pp, len, group, index, steps) in params {
+                    // SAFETY: the Python caller guarantees that m, v (and θ* when not 0) start live
+                    // buffers of `len` elements of `T`, kept alive and untouched by other threads
+                    // for this call; `check_state_addresses` verified non-null, alignment, sizes and
+                    // that m and v overlap nothing else.
+                    let (m, v, pp) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut(m as *mut T, len),
+                            std::slice::from_raw_parts_mut(v as *mut T, len),
+                            (pp != 0).then(|| std::slice::from_raw_parts(pp as *const T, len)),
+                        )
+                    };
+                    let name = format!("group{group}.param{index}");
+                    let id = opt
+                        .register_with_state(
+                            &name,
+                            len,
+                            pp.map(Pretrained::Borrowed),
+                            Buffer::Borrowed(m),
+                            Buffer::Borrowed(v),
+                        )
+                        .map_err(value_error)?;
+                    ids.push(id);
+                    counts.push((id, steps));
+                }
+                let global = params.iter().map(|p| p.6).max().unwrap_or(0);
+                opt.set_step_counts(global, &counts).map_err(value_error)?;
+                if load {
+                    opt.load_checkpoint(path).map_err(value_error)?;
+                } else {
+                    opt.save_checkpoint(path).map_err(value_error)?;
+                }
+                let steps = ids
+                    .iter()
+                    .map(|&id| opt.param_steps(id).unwrap_or(0))
+                    .collect();
+                let lrs = (0..configs.len())
+                    .map(|gi| opt.lr(&format!("group{gi}")).unwrap_or(f64::NAN))
+                    .collect();
+                Ok((steps, lrs))
+            })
         })
     }
 
@@ -410,37 +416,25 @@ impl Engine {
     ) -> PyResult<(Option<usize>, Option<f64>)> {
         check_addresses::<T>(params)?;
         let (kernel, pool) = (self.kernel, self.pool.clone());
-        let outcome = py.detach(|| {
-            catch_unwind(AssertUnwindSafe(|| {
+        py.detach(|| {
+            caught(|| {
                 // SAFETY: the Python caller guarantees (and `check_addresses` verified what
                 // can be verified: non-null, aligned, sizes in range, writable buffers
                 // overlapping no other buffer) that each address starts a live buffer of `len`
                 // elements of `T`, kept alive for this call and touched by no other thread
                 // meanwhile: the GIL is released, but the caller holds every tensor until the
                 // call returns.
-                let slices = unsafe { Self::slices::<T>(params) }?;
+                let slices = unsafe { Self::slices::<T>(params) }.map_err(value_error)?;
                 let held = slices
                     .into_iter()
                     .zip(params)
                     .map(|(slices, &(.., group, t))| HeldParam { slices, group, t })
                     .collect();
-                step_held(kernel, pool.as_ref(), guard, configs, held)
-            }))
-        });
-        match outcome {
-            Ok(Ok(report)) => Ok((report.skipped, report.grad_norm)),
-            Ok(Err(e)) => Err(value_error(e)),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(PyRuntimeError::new_err(format!(
-                    "recadam: internal error (a Rust panic, caught): {what}"
-                )))
-            }
-        }
+                let report =
+                    step_held(kernel, pool.as_ref(), guard, configs, held).map_err(value_error)?;
+                Ok((report.skipped, report.grad_norm))
+            })
+        })
     }
 }
 
@@ -514,6 +508,27 @@ fn check_buffers<T, const N: usize>(
     Ok(())
 }
 
+/// Runs `f`, turning a panic into a Python `RuntimeError`: no Rust panic crosses into Python.
+fn caught<R>(f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(PyRuntimeError::new_err(format!(
+            "recadam: internal error (a Rust panic, caught): {what}"
+        )))
+    })
+}
+
+/// Panics inside the same guard as every entry point: for the test that a panic reaches Python
+/// as an exception.
+#[pyfunction]
+fn _panic_for_test() -> PyResult<()> {
+    caught(|| panic!("a test panic"))
+}
+
 /// The extension module.
 #[pymodule]
 fn _recadam(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -521,6 +536,7 @@ fn _recadam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(anneal_lambda, m)?)?;
     m.add_function(wrap_pyfunction!(backends, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -142,3 +142,10 @@ def test_numpy_level_bad_input():
         opt.step([np.zeros(8)])
     with pytest.raises(ValueError, match="share memory"):
         opt.step([w])  # the gradient is the parameter itself
+
+
+def test_a_rust_panic_is_a_python_exception():
+    from recadam import _recadam
+
+    with pytest.raises(RuntimeError, match="a test panic"):
+        _recadam._panic_for_test()
