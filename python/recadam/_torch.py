@@ -167,6 +167,7 @@ class RecAdam(torch.optim.Optimizer):
         specs = []
         stepped = []
         dtype = None
+        checked = self._checked
         for gi, group in enumerate(self.param_groups):
             pps = group["pretrain_params"]
             penalised = group["anneal_w"] > 0.0
@@ -174,22 +175,26 @@ class RecAdam(torch.optim.Optimizer):
                 grad = p.grad
                 if grad is None:
                     continue
-                if not (_usable(p) and _usable(grad) and grad.dtype == p.dtype and grad.shape == p.shape):
+                n = p.numel()
+                # torch keeps a gradient's dtype and shape equal to its parameter's; the
+                # layout, device and length are checked on every step.
+                if not (_usable(p) and _usable(grad) and grad.numel() == n and grad.dtype is p.dtype):
                     where = f"param group {gi}, parameter {i}"
                     _check_tensor(p, where, "the parameter")
                     _check_tensor(grad, where, "its gradient")
                     raise TypeError(f"{where}: the gradient is {grad.dtype} {tuple(grad.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-                if dtype is None:
+                if dtype is not p.dtype:
+                    if dtype is not None:
+                        where = f"param group {gi}, parameter {i}"
+                        raise TypeError(f"{where}: {p.dtype} next to {dtype}: one optimizer steps one dtype (use one optimizer per dtype)")
                     dtype = p.dtype
-                elif p.dtype != dtype:
-                    where = f"param group {gi}, parameter {i}"
-                    raise TypeError(f"{where}: {p.dtype} next to {dtype}: one optimizer steps one dtype (use one optimizer per dtype)")
                 state = self.state[p]
-                if len(state) == 0:
+                if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m = state["exp_avg"]
+                v = state["exp_avg_sq"]
                 pp = None
                 if penalised:
                     if pps is not None:
@@ -198,11 +203,10 @@ class RecAdam(torch.optim.Optimizer):
                         pp = state.get("pretrain_param")
                         if pp is None:
                             pp = state["pretrain_param"] = p.detach().clone(memory_format=torch.contiguous_format)
-                n = p.numel()
                 # The state and θ* are checked in full when first seen and whenever their memory
-                # changes (a load_state_dict, a user's replacement); their lengths every step.
-                key = (m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), n)
-                if self._checked.get(p) != key:
+                # or length changes (a load_state_dict, a user's replacement or resize).
+                key = (m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), n, m.numel(), v.numel(), n if pp is None else pp.numel())
+                if checked.get(id(p)) != key:
                     where = f"param group {gi}, parameter {i}"
                     for t, what in ((m, "its exp_avg"), (v, "its exp_avg_sq"), (pp, "its pretrain_params")):
                         if t is None:
@@ -210,15 +214,10 @@ class RecAdam(torch.optim.Optimizer):
                         _check_tensor(t, where, what)
                         if t.dtype != p.dtype or t.shape != p.shape:
                             raise TypeError(f"{where}: {what} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-                    self._checked[p] = key
-                if m.numel() != n or v.numel() != n or (pp is not None and pp.numel() != n):
-                    raise TypeError(f"param group {gi}, parameter {i}: its state or pretrain_params do not have the parameter's {n} elements")
-                if n == 0:
-                    stepped.append(state)
-                    continue
-                pp_ptr = key[2]
-                specs.append((p.data_ptr(), grad.data_ptr(), m.data_ptr(), v.data_ptr(), pp_ptr, n, gi, state["step"] + 1))
+                    checked[id(p)] = key
                 stepped.append(state)
+                if n:
+                    specs.append((p.data_ptr(), grad.data_ptr(), key[0], key[1], key[2], n, gi, state["step"] + 1))
         if not stepped:
             return loss
         groups = [_spec(g) for g in self.param_groups]
@@ -351,7 +350,7 @@ def _check_group(group, index):
 
 
 def _usable(t):
-    return t.is_cpu and t.dtype in _FLOATS and t.layout == torch.strided and t.is_contiguous()
+    return t.is_cpu and not t.is_sparse and t.dtype in _FLOATS and t.is_contiguous()
 
 
 def _check_tensor(t, where, what):
