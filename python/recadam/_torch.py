@@ -282,14 +282,14 @@ class RecAdam(torch.optim.Optimizer):
         written atomically (temporary file, fsync, rename). `load_checkpoint` resumes from it
         with the same bits; `state_dict()` is torch's format, also exact."""
         specs, dtype = self._state_specs(loading=False)
-        self._engine.save(str(path), dtype, [_spec(g) for g in self.param_groups], specs)
+        self._engine.checkpoint(str(path), dtype, [_spec(g) for g in self.param_groups], specs, False)
 
     def load_checkpoint(self, path):
         """Reads a file `save` wrote into this optimizer, which must have the same groups,
         parameters, hyperparameters (but the learning rates, which are restored) and θ*. A
         damaged or mismatched file raises ValueError naming what is wrong, and changes nothing."""
         specs, dtype = self._state_specs(loading=True)
-        steps, lrs = self._engine.load(str(path), dtype, [_spec(g) for g in self.param_groups], specs)
+        steps, lrs = self._engine.checkpoint(str(path), dtype, [_spec(g) for g in self.param_groups], specs, True)
         k = 0
         for group, lr in zip(self.param_groups, lrs):
             group["lr"] = lr

@@ -175,44 +175,26 @@ impl Engine {
         }
     }
 
-    /// Writes the project's checkpoint format (safetensors, checksummed, atomic; see
-    /// recadam-std's `checkpoint`) from caller-held state: `params` are `(exp_avg, exp_avg_sq,
-    /// θ* or 0, len, group, index in group, steps)`. Same contract as `step` for the addresses.
-    fn save(
+    /// Saves caller-held state in the project's checkpoint format (safetensors, checksummed,
+    /// atomic; see recadam-std's `checkpoint`), or with `load` reads such a file into it (the
+    /// same groups, parameters and hyperparameters but the learning rates are required; a
+    /// difference is a `ValueError` naming it, and nothing changes). `params` are `(exp_avg,
+    /// exp_avg_sq, θ* or 0, len, group, index in group, steps)`, with `step`'s contract for the
+    /// addresses. Returns each parameter's step count and each group's learning rate.
+    #[pyo3(signature = (path, dtype, groups, params, load))]
+    fn checkpoint(
         &self,
         py: Python<'_>,
         path: std::path::PathBuf,
         dtype: &str,
         groups: Vec<GroupSpec>,
         params: Vec<StateSpec>,
-    ) -> PyResult<()> {
-        let configs = configs_of(&groups)?;
-        match dtype {
-            "float32" => self
-                .checkpoint::<f32>(py, &path, &configs, &params, false)
-                .map(|_| ()),
-            "float64" => self
-                .checkpoint::<f64>(py, &path, &configs, &params, false)
-                .map(|_| ()),
-            other => Err(PyTypeError::new_err(format!("unsupported dtype {other}"))),
-        }
-    }
-
-    /// Reads a checkpoint that `save` wrote into the caller-held state (the same layout of
-    /// groups and parameters is required; a difference is a `ValueError` naming it, and nothing
-    /// changes). Returns each parameter's step count and each group's learning rate.
-    fn load(
-        &self,
-        py: Python<'_>,
-        path: std::path::PathBuf,
-        dtype: &str,
-        groups: Vec<GroupSpec>,
-        params: Vec<StateSpec>,
+        load: bool,
     ) -> PyResult<(Vec<u64>, Vec<f64>)> {
         let configs = configs_of(&groups)?;
         match dtype {
-            "float32" => self.checkpoint::<f32>(py, &path, &configs, &params, true),
-            "float64" => self.checkpoint::<f64>(py, &path, &configs, &params, true),
+            "float32" => self.checkpoint_typed::<f32>(py, &path, &configs, &params, load),
+            "float64" => self.checkpoint_typed::<f64>(py, &path, &configs, &params, load),
             other => Err(PyTypeError::new_err(format!("unsupported dtype {other}"))),
         }
     }
@@ -321,7 +303,7 @@ impl Engine {
 
     /// An optimizer over the caller-held state (borrowed), with the caller's groups and step
     /// counts, that saves it or loads into it.
-    fn checkpoint<T: SimdElement + bytemuck::Pod>(
+    fn checkpoint_typed<T: SimdElement + bytemuck::Pod>(
         &self,
         py: Python<'_>,
         path: &std::path::Path,
