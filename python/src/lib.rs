@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use recadam_core::{Annealing, PenaltyMode, RecAdamConfig, Slices};
 use recadam_simd::SimdElement;
 use recadam_std::{
+    raw::{self, RawParam, RawState},
     step_held, thread_pool, Backend, Buffer, Group, HeldParam, Kernel, NonFiniteGuard, Optimizer,
     Options, Pool, Pretrained, Selector, StepCount,
 };
@@ -89,13 +90,19 @@ fn configs_of(groups: &[GroupSpec]) -> PyResult<Vec<RecAdamConfig>> {
     groups.iter().map(GroupSpec::config).collect()
 }
 
-/// `check_addresses` for `save` and `load`: m and v are written, θ* (optional) read.
-fn check_state_addresses<T>(params: &[StateSpec]) -> PyResult<()> {
-    check_buffers::<T, _>(
-        params
-            .iter()
-            .map(|&(m, v, pp, len, ..)| (len, [(m, true), (v, true), (pp, false)])),
-    )
+/// The addresses of a step as recadam-std's raw parameters.
+fn raw_params<T>(params: &[ParamSpec]) -> Vec<RawParam<T>> {
+    params
+        .iter()
+        .map(|&(p, g, m, v, pp, len, ..)| RawParam {
+            value: p as *mut T,
+            grad: g as *const T,
+            exp_avg: m as *mut T,
+            exp_avg_sq: v as *mut T,
+            pretrained: pp as *const T,
+            len,
+        })
+        .collect()
 }
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
@@ -238,39 +245,13 @@ impl Engine {
 }
 
 impl Engine {
-    /// Builds the slices of `params` from their addresses (see `step` for the contract).
-    ///
-    /// # Safety
-    /// Every address must start a live buffer of `len` elements of `T`, kept alive and touched
-    /// by no other thread while the slices live; `check_addresses` must have passed.
-    unsafe fn slices<'a, T>(
-        params: &[ParamSpec],
-    ) -> Result<Vec<Slices<'a, T>>, recadam_core::Error> {
-        params
-            .iter()
-            .map(|&(p, g, m, v, pp, len, _, _)| {
-                // SAFETY: the caller's contract above.
-                unsafe {
-                    Slices::new(
-                        std::slice::from_raw_parts_mut(p as *mut T, len),
-                        std::slice::from_raw_parts(g as *const T, len),
-                        std::slice::from_raw_parts_mut(m as *mut T, len),
-                        std::slice::from_raw_parts_mut(v as *mut T, len),
-                        (pp != 0).then(|| std::slice::from_raw_parts(pp as *const T, len)),
-                    )
-                }
-            })
-            .collect()
-    }
-
     fn stream_typed<T: SimdElement>(&self, py: Python<'_>, params: &[ParamSpec]) -> PyResult<()> {
-        check_addresses::<T>(params)?;
         let (kernel, pool) = (self.kernel, self.pool.clone());
         py.detach(|| {
             caught(|| {
                 // SAFETY: as in `step_typed`: the Python caller keeps every buffer alive and
-                // untouched for the call, and `check_addresses` passed.
-                let all = unsafe { Self::slices::<T>(params) }.map_err(value_error)?;
+                // untouched for the call; `raw::slices` checks the rest.
+                let all = unsafe { raw::slices(&raw_params::<T>(params)) }.map_err(value_error)?;
                 // Each thread takes the same share of every buffer, cut at 64 elements.
                 let threads = pool.threads();
                 let mut parts: Vec<Vec<Slices<'_, T>>> = (0..threads).map(|_| Vec::new()).collect();
@@ -311,7 +292,6 @@ impl Engine {
         params: &[StateSpec],
         load: bool,
     ) -> PyResult<(Vec<u64>, Vec<f64>)> {
-        check_state_addresses::<T>(params)?;
         let first = *configs
             .first()
             .ok_or_else(|| PyValueError::new_err("no param groups"))?;
@@ -345,18 +325,22 @@ impl Engine {
                 }
                 let mut ids = Vec::with_capacity(params.len());
                 let mut counts = Vec::with_capacity(params.len());
-                for &(m, v, pp, len, group, index, steps) in params {
-                    // SAFETY: the Python caller guarantees that m, v (and θ* when not 0) start live
-                    // buffers of `len` elements of `T`, kept alive and untouched by other threads
-                    // for this call; `check_state_addresses` verified non-null, alignment, sizes and
-                    // that m and v overlap nothing else.
-                    let (m, v, pp) = unsafe {
-                        (
-                            std::slice::from_raw_parts_mut(m as *mut T, len),
-                            std::slice::from_raw_parts_mut(v as *mut T, len),
-                            (pp != 0).then(|| std::slice::from_raw_parts(pp as *const T, len)),
-                        )
-                    };
+                let raw: Vec<RawState<T>> = params
+                    .iter()
+                    .map(|&(m, v, pp, len, ..)| RawState {
+                        exp_avg: m as *mut T,
+                        exp_avg_sq: v as *mut T,
+                        pretrained: pp as *const T,
+                        len,
+                    })
+                    .collect();
+                // SAFETY: the Python caller guarantees that m, v (and θ* when not 0) start live
+                // buffers of `len` elements of `T`, kept alive and untouched by other threads for
+                // this call; `raw::state_slices` checks null, alignment, sizes and overlaps.
+                let buffers = unsafe { raw::state_slices(&raw) }.map_err(value_error)?;
+                for ((m, v, pp), &(_, _, _, len, group, index, steps)) in
+                    buffers.into_iter().zip(params)
+                {
                     let name = format!("group{group}.param{index}");
                     let id = opt
                         .register_with_state(
@@ -396,17 +380,16 @@ impl Engine {
         params: &[ParamSpec],
         guard: NonFiniteGuard,
     ) -> PyResult<(Option<usize>, Option<f64>)> {
-        check_addresses::<T>(params)?;
         let (kernel, pool) = (self.kernel, self.pool.clone());
         py.detach(|| {
             caught(|| {
-                // SAFETY: the Python caller guarantees (and `check_addresses` verified what
-                // can be verified: non-null, aligned, sizes in range, writable buffers
-                // overlapping no other buffer) that each address starts a live buffer of `len`
-                // elements of `T`, kept alive for this call and touched by no other thread
-                // meanwhile: the GIL is released, but the caller holds every tensor until the
-                // call returns.
-                let slices = unsafe { Self::slices::<T>(params) }.map_err(value_error)?;
+                // SAFETY: the Python caller guarantees that each address starts a live buffer
+                // of `len` elements of `T`, kept alive for this call and touched by no other
+                // thread meanwhile (the GIL is released, but the caller holds every tensor
+                // until the call returns); `raw::slices` checks what can be checked (null,
+                // alignment, sizes, written buffers overlapping any other).
+                let slices =
+                    unsafe { raw::slices(&raw_params::<T>(params)) }.map_err(value_error)?;
                 let held = slices
                     .into_iter()
                     .zip(params)
@@ -418,76 +401,6 @@ impl Engine {
             })
         })
     }
-}
-
-/// What can be checked of a step's addresses: see [`check_buffers`].
-fn check_addresses<T>(params: &[ParamSpec]) -> PyResult<()> {
-    check_buffers::<T, _>(params.iter().map(|&(p, g, m, v, pp, len, ..)| {
-        (
-            len,
-            [(p, true), (g, false), (m, true), (v, true), (pp, false)],
-        )
-    }))
-}
-
-/// What can be checked of the addresses, per parameter `(len, [(address, written)])`: none null
-/// (except the last, θ*, which may be absent), each aligned for `T`, each size within
-/// `isize::MAX` bytes, and no buffer that is written overlapping any other buffer of the call
-/// (reads may overlap reads).
-fn check_buffers<T, const N: usize>(
-    params: impl Iterator<Item = (usize, [(usize, bool); N])>,
-) -> PyResult<()> {
-    let size = std::mem::size_of::<T>();
-    let mut ranges: Vec<(usize, usize, bool, usize)> = Vec::new();
-    for (k, (len, buffers)) in params.enumerate() {
-        let bytes = len
-            .checked_mul(size)
-            .filter(|&b| b <= isize::MAX as usize)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("parameter #{k}: {len} elements is too many"))
-            })?;
-        for (i, &(addr, writes)) in buffers.iter().enumerate() {
-            if addr == 0 {
-                if i + 1 == N {
-                    continue;
-                }
-                return Err(PyValueError::new_err(format!(
-                    "parameter #{k}: a null buffer"
-                )));
-            }
-            if addr % std::mem::align_of::<T>() != 0 || addr.checked_add(bytes).is_none() {
-                return Err(PyValueError::new_err(format!(
-                    "parameter #{k}: a buffer at {addr:#x} is not aligned for its dtype"
-                )));
-            }
-            if len > 0 {
-                ranges.push((addr, addr + bytes, writes, k));
-            }
-        }
-    }
-    ranges.sort_unstable();
-    // Sweep in address order: a range overlaps an earlier one when it starts before the end
-    // of any earlier range (for a write) or of any earlier written range (for a read).
-    let (mut end_any, mut end_written) = ((0usize, 0usize), (0usize, 0usize));
-    for &(start, end, writes, k) in &ranges {
-        let clash = if writes {
-            (start < end_any.0).then_some(end_any.1)
-        } else {
-            (start < end_written.0).then_some(end_written.1)
-        };
-        if let Some(other) = clash {
-            return Err(PyValueError::new_err(format!(
-                "parameters #{other} and #{k} share memory that the call writes (a tensor given twice, or a gradient or state that is a view of a parameter)"
-            )));
-        }
-        if end > end_any.0 {
-            end_any = (end, k);
-        }
-        if writes && end > end_written.0 {
-            end_written = (end, k);
-        }
-    }
-    Ok(())
 }
 
 /// Runs `f`, turning a panic into a Python `RuntimeError`: no Rust panic crosses into Python.

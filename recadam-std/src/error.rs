@@ -65,6 +65,22 @@ pub enum Error {
         /// The first parameter (in registration order) with a non-finite gradient.
         name: String,
     },
+    /// A buffer handed over by address that cannot be used (`raw`).
+    #[error("parameter #{param} {problem}")]
+    RawBuffer {
+        /// The parameter's position in the call.
+        param: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// Two buffers handed over by address share memory that the call writes (`raw`).
+    #[error("parameters #{first} and #{second} share memory that the step writes (a tensor given twice, or a gradient or state that is a view of a parameter)")]
+    RawOverlap {
+        /// The first parameter involved.
+        first: usize,
+        /// The second (the same when a parameter's own buffers overlap).
+        second: usize,
+    },
     /// Saving or loading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

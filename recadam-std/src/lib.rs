@@ -36,6 +36,7 @@ pub mod metrics;
 mod optimizer;
 mod param;
 mod pool;
+pub mod raw;
 #[cfg(feature = "trainer")]
 pub mod run_dir;
 mod schedule;
