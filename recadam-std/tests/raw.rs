@@ -103,8 +103,8 @@ fn slices_from_addresses_step_as_safe_slices_do() {
 #[test]
 fn reads_may_share_memory() {
     let (mut a, mut b) = (buffers(0.0), buffers(5.0));
-    let shared_grad = vec![0.01f32; N];
-    let shared_pretrained = vec![0.0f32; N];
+    let shared_grad = [0.01f32; N];
+    let shared_pretrained = [0.0f32; N];
     let mut raws = [raw_of(&mut a), raw_of(&mut b)];
     for r in &mut raws {
         r.grad = shared_grad.as_ptr();
