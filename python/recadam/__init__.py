@@ -14,7 +14,9 @@ __all__ = ["RecAdam", "NumpyRecAdam", "param_groups", "backends", "__version__"]
 def __getattr__(name):
     # torch is imported only when its part is used: `import recadam` works without it.
     if name in ("RecAdam", "param_groups"):
-        from . import _torch
-
+        try:
+            from . import _torch
+        except ImportError as e:
+            raise ImportError(f"recadam.{name} needs PyTorch (pip install torch): {e}") from e
         return getattr(_torch, name)
     raise AttributeError(f"module 'recadam' has no attribute {name!r}")
