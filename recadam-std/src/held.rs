@@ -39,10 +39,11 @@ pub struct HeldReport {
 /// [`NonFiniteGuard::Refuse`]) a non-finite gradient are all reported before any write.
 ///
 /// ```
-/// use recadam_core::{RecAdamConfig, Slices};
+/// use recadam_core::{Annealing, RecAdamConfig, Slices};
 /// use recadam_std::{step_held, CallingThread, HeldParam, Kernel, NonFiniteGuard};
 ///
-/// let config = RecAdamConfig { lr: 1e-4, ..RecAdamConfig::default() };
+/// // λ = w from the first step: the task gradient moves the parameter at once.
+/// let config = RecAdamConfig { lr: 1e-4, annealing: Annealing::Constant, ..RecAdamConfig::default() };
 /// let pretrained = [0.5f32; 4];
 /// let (mut p, g) = ([0.5f32; 4], [0.1f32; 4]);
 /// let (mut m, mut v) = ([0.0f32; 4], [0.0f32; 4]);
