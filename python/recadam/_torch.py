@@ -16,7 +16,6 @@ import torch
 
 from . import _recadam
 
-_ANNEAL_FUNS = ("sigmoid", "linear", "constant")
 _FLOATS = (torch.float32, torch.float64)
 
 
@@ -190,9 +189,7 @@ class RecAdam(torch.optim.Optimizer):
                     dtype = p.dtype
                 state = self.state[p]
                 if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                    _init_state(state, p)
                 m = state["exp_avg"]
                 v = state["exp_avg_sq"]
                 pp = None
@@ -253,10 +250,8 @@ class RecAdam(torch.optim.Optimizer):
                 elif p.dtype != dtype:
                     raise TypeError(f"{where}: {p.dtype} next to {dtype}: one optimizer steps one dtype")
                 state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                if not state:
+                    _init_state(state, p)
                 pp = None
                 if group["anneal_w"] > 0.0:
                     pp = pps[i] if pps is not None else state.get("pretrain_param")
@@ -330,13 +325,18 @@ class RecAdam(torch.optim.Optimizer):
         return {"total": math.sqrt(sum(d * d for d in per_group)), "groups": per_group}
 
 
+def _init_state(state, p):
+    """A parameter's state before its first step, as the official code makes it."""
+    state["step"] = 0
+    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+
+
 def _spec(group):
     return {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "correct_bias", "anneal_fun", "anneal_k", "anneal_t0", "anneal_w", "pretrain_cof", "penalty")}
 
 
 def _check_group(group, index):
-    if group["anneal_fun"] not in _ANNEAL_FUNS:
-        raise ValueError(f"param group {index}: invalid anneal_fun={group['anneal_fun']!r}: expected one of {_ANNEAL_FUNS}")
     betas = group["betas"]
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ValueError(f"param group {index}: invalid betas={betas!r}: expected two numbers")

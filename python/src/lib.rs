@@ -39,19 +39,13 @@ struct GroupSpec {
 
 impl GroupSpec {
     fn config(&self) -> PyResult<RecAdamConfig> {
-        let annealing = match self.anneal_fun.as_str() {
-            "sigmoid" => Annealing::Sigmoid {
-                k: self.anneal_k,
-                t0: self.anneal_t0,
-            },
-            "linear" => Annealing::Linear { t0: self.anneal_t0 },
-            "constant" => Annealing::Constant,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "invalid `anneal_fun` = {other:?}: expected 'sigmoid', 'linear' or 'constant'"
-                )))
-            }
-        };
+        let annealing = Annealing::from_official(&self.anneal_fun, self.anneal_k, self.anneal_t0)
+            .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "invalid `anneal_fun` = {:?}: expected 'sigmoid', 'linear' or 'constant'",
+                self.anneal_fun
+            ))
+        })?;
         let penalty_mode = match self.penalty.as_str() {
             "decoupled" => PenaltyMode::Decoupled,
             "coupled" => PenaltyMode::Coupled,

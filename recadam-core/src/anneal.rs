@@ -56,6 +56,29 @@ impl Annealing {
         }
     }
 
+    /// The shape the official code names `anneal_fun` (`"sigmoid"`, `"linear"` or
+    /// `"constant"`), with its `anneal_k` and `anneal_t0`; `None` for another name. The inverse
+    /// of [`Annealing::name`].
+    ///
+    /// ```
+    /// use recadam_core::Annealing;
+    /// let a = Annealing::from_official("sigmoid", 0.1, 250.0);
+    /// assert_eq!(a, Some(Annealing::Sigmoid { k: 0.1, t0: 250.0 }));
+    /// assert_eq!(a.map(|a| a.name()), Some("sigmoid"));
+    /// assert_eq!(Annealing::from_official("cosine", 0.1, 250.0), None);
+    /// ```
+    pub fn from_official(anneal_fun: &str, anneal_k: f64, anneal_t0: f64) -> Option<Annealing> {
+        match anneal_fun {
+            "sigmoid" => Some(Annealing::Sigmoid {
+                k: anneal_k,
+                t0: anneal_t0,
+            }),
+            "linear" => Some(Annealing::Linear { t0: anneal_t0 }),
+            "constant" => Some(Annealing::Constant),
+            _ => None,
+        }
+    }
+
     /// The name the official code uses for this shape (`anneal_fun`).
     pub fn name(&self) -> &'static str {
         match self {

@@ -64,15 +64,8 @@ impl Case {
     /// The configuration of this case in recadam's terms.
     pub fn recadam_config(&self) -> RecAdamConfig {
         let c = &self.config;
-        let annealing = match c.anneal_fun.as_str() {
-            "sigmoid" => Annealing::Sigmoid {
-                k: c.anneal_k,
-                t0: c.anneal_t0,
-            },
-            "linear" => Annealing::Linear { t0: c.anneal_t0 },
-            "constant" => Annealing::Constant,
-            other => panic!("unknown anneal_fun {other:?}"),
-        };
+        let annealing = Annealing::from_official(&c.anneal_fun, c.anneal_k, c.anneal_t0)
+            .unwrap_or_else(|| panic!("unknown anneal_fun {:?}", c.anneal_fun));
         RecAdamConfig {
             lr: c.lr,
             beta1: c.beta1,
