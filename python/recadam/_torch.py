@@ -237,7 +237,7 @@ class RecAdam(torch.optim.Optimizer):
         return loss
 
     def _state_specs(self, loading):
-        """Every parameter's state as `(exp_avg, exp_avg_sq, θ* or 0, len, group, index, steps)`
+        """Every parameter's state as `(exp_avg, exp_avg_sq, θ* or 0, len, group, steps)`
         for the project's checkpoint format, creating zero state where there is none yet."""
         specs, dtype = [], None
         for gi, group in enumerate(self.param_groups):
@@ -268,7 +268,7 @@ class RecAdam(torch.optim.Optimizer):
                         _check_tensor(t, where, what)
                         if t.dtype != p.dtype or t.shape != p.shape:
                             raise TypeError(f"{where}: {what} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-                specs.append((m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), p.numel(), gi, i, state["step"]))
+                specs.append((m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), p.numel(), gi, state["step"]))
         return specs, ("float64" if dtype == torch.float64 else "float32")
 
     def save(self, path):

@@ -14,9 +14,9 @@ use pyo3::prelude::*;
 use recadam_core::{Annealing, PenaltyMode, RecAdamConfig, Slices};
 use recadam_simd::SimdElement;
 use recadam_std::{
+    load_held,
     raw::{self, RawParam, RawState},
-    step_held, thread_pool, Backend, Buffer, Group, HeldParam, Kernel, NonFiniteGuard, Optimizer,
-    Options, Pool, Pretrained, Selector, StepCount,
+    save_held, step_held, thread_pool, Backend, HeldParam, HeldState, Kernel, NonFiniteGuard, Pool,
 };
 
 /// A param group as the Python optimizer keeps it: the official `RecAdam.py` keys, plus
@@ -77,8 +77,9 @@ impl GroupSpec {
 type ParamSpec = (usize, usize, usize, usize, usize, usize, usize, u64);
 
 /// One parameter's state for `save` and `load`: the addresses of `exp_avg`, `exp_avg_sq` and θ*
-/// (0: none), the length, the group, the index in the group and the step count.
-type StateSpec = (usize, usize, usize, usize, usize, usize, u64);
+/// (0: none), the length, the group and the step count (in group order: the file names each
+/// parameter by its group and its place in it).
+type StateSpec = (usize, usize, usize, usize, usize, u64);
 
 fn configs_of(groups: &[GroupSpec]) -> PyResult<Vec<RecAdamConfig>> {
     groups.iter().map(GroupSpec::config).collect()
@@ -180,7 +181,7 @@ impl Engine {
     /// atomic; see recadam-std's `checkpoint`), or with `load` reads such a file into it (the
     /// same groups, parameters and hyperparameters but the learning rates are required; a
     /// difference is a `ValueError` naming it, and nothing changes). `params` are `(exp_avg,
-    /// exp_avg_sq, θ* or 0, len, group, index in group, steps)`, with `step`'s contract for the
+    /// exp_avg_sq, θ* or 0, len, group, steps)`, in group order, with `step`'s contract for the
     /// addresses. Returns each parameter's step count and each group's learning rate.
     #[pyo3(signature = (path, dtype, groups, params, load))]
     fn checkpoint(
@@ -276,8 +277,7 @@ impl Engine {
         })
     }
 
-    /// An optimizer over the caller-held state (borrowed), with the caller's groups and step
-    /// counts, that saves it or loads into it.
+    /// The caller-held state saved, or loaded into (recadam-std's `save_held`, `load_held`).
     fn checkpoint_typed<T: SimdElement + bytemuck::Pod>(
         &self,
         py: Python<'_>,
@@ -286,39 +286,8 @@ impl Engine {
         params: &[StateSpec],
         load: bool,
     ) -> PyResult<(Vec<u64>, Vec<f64>)> {
-        let first = *configs
-            .first()
-            .ok_or_else(|| PyValueError::new_err("no param groups"))?;
-        if configs.iter().any(|c| c.penalty_mode != first.penalty_mode) {
-            return Err(PyValueError::new_err(
-                "the project's checkpoint format holds one `penalty` for every group",
-            ));
-        }
-        let kernel = self.kernel;
         py.detach(|| {
             caught(|| {
-                let options = Options {
-                    step_count: StepCount::PerParam,
-                    ..Options::new(first)
-                };
-                let mut opt = Optimizer::<T>::with_kernel(options, kernel).map_err(value_error)?;
-                for (gi, c) in configs.iter().enumerate() {
-                    let mut g = Group::new(
-                        &format!("group{gi}"),
-                        Selector::Prefix(format!("group{gi}.")),
-                    )
-                    .lr(c.lr)
-                    .weight_decay(c.weight_decay)
-                    .anneal_w(c.anneal_w)
-                    .pretrain_cof(c.pretrain_cof)
-                    .betas(c.beta1, c.beta2)
-                    .eps(c.eps)
-                    .correct_bias(c.correct_bias);
-                    g = g.annealing(c.annealing);
-                    opt.add_group(g).map_err(value_error)?;
-                }
-                let mut ids = Vec::with_capacity(params.len());
-                let mut counts = Vec::with_capacity(params.len());
                 let raw: Vec<RawState<T>> = params
                     .iter()
                     .map(|&(m, v, pp, len, ..)| RawState {
@@ -332,37 +301,26 @@ impl Engine {
                 // buffers of `len` elements of `T`, kept alive and untouched by other threads for
                 // this call; `raw::state_slices` checks null, alignment, sizes and overlaps.
                 let buffers = unsafe { raw::state_slices(&raw) }.map_err(value_error)?;
-                for ((m, v, pp), &(_, _, _, len, group, index, steps)) in
-                    buffers.into_iter().zip(params)
-                {
-                    let name = format!("group{group}.param{index}");
-                    let id = opt
-                        .register_with_state(
-                            &name,
-                            len,
-                            pp.map(Pretrained::Borrowed),
-                            Buffer::Borrowed(m),
-                            Buffer::Borrowed(v),
-                        )
-                        .map_err(value_error)?;
-                    ids.push(id);
-                    counts.push((id, steps));
-                }
-                let global = params.iter().map(|p| p.6).max().unwrap_or(0);
-                opt.set_step_counts(global, &counts).map_err(value_error)?;
+                let states: Vec<HeldState<'_, T>> = buffers
+                    .into_iter()
+                    .zip(params)
+                    .map(
+                        |((exp_avg, exp_avg_sq, pretrained), &(.., group, steps))| HeldState {
+                            exp_avg,
+                            exp_avg_sq,
+                            pretrained,
+                            group,
+                            steps,
+                        },
+                    )
+                    .collect();
                 if load {
-                    opt.load_checkpoint(path).map_err(value_error)?;
+                    let read = load_held(path, configs, states).map_err(value_error)?;
+                    Ok((read.steps, read.lrs))
                 } else {
-                    opt.save_checkpoint(path).map_err(value_error)?;
+                    save_held(path, configs, states).map_err(value_error)?;
+                    Ok((Vec::new(), Vec::new()))
                 }
-                let steps = ids
-                    .iter()
-                    .map(|&id| opt.param_steps(id).unwrap_or(0))
-                    .collect();
-                let lrs = (0..configs.len())
-                    .map(|gi| opt.lr(&format!("group{gi}")).unwrap_or(f64::NAN))
-                    .collect();
-                Ok((steps, lrs))
             })
         })
     }

@@ -65,6 +65,12 @@ pub enum Error {
         /// The first parameter (in registration order) with a non-finite gradient.
         name: String,
     },
+    /// Groups with different penalty modes given to [`crate::save_held`] or
+    /// [`crate::load_held`]: the checkpoint format holds one.
+    #[error(
+        "the checkpoint format holds one `penalty_mode` for every group; the groups given differ"
+    )]
+    MixedPenaltyModes,
     /// A buffer handed over by address that cannot be used (`raw`).
     #[error("parameter #{param} {problem}")]
     RawBuffer {

@@ -3,11 +3,16 @@
 //! m, v, θ* and step count, and says which hyperparameters apply; this runs the guard and the
 //! update on a pool exactly as [`crate::Optimizer::step`] does, with the same bits.
 
+use std::path::Path;
+
 use recadam_core::{RecAdamConfig, Slices, StepScalars};
 use recadam_simd::{Kernel, SimdElement};
 
 use crate::pool::{self, Pool};
-use crate::{Error, NonFiniteGuard};
+use crate::{
+    Buffer, Error, Group, NonFiniteGuard, Optimizer, Options, ParamId, Pretrained, Selector,
+    StepCount,
+};
 
 /// One parameter of a [`step_held`] call.
 #[derive(Debug)]
@@ -104,4 +109,117 @@ pub fn step_held<T: SimdElement>(
         skipped: None,
         grad_norm,
     })
+}
+
+/// One parameter's state as its caller holds it, for [`save_held`] and [`load_held`].
+#[derive(Debug)]
+pub struct HeldState<'a, T> {
+    /// The first moment (written by [`load_held`]).
+    pub exp_avg: &'a mut [T],
+    /// The second moment (written by [`load_held`]).
+    pub exp_avg_sq: &'a mut [T],
+    /// θ* (the file keeps its checksum, so a load finds a different θ*), where its group has one.
+    pub pretrained: Option<&'a [T]>,
+    /// Which of the call's configurations applies (its group).
+    pub group: usize,
+    /// The steps this parameter took.
+    pub steps: u64,
+}
+
+/// What [`load_held`] read besides the moments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldCheckpoint {
+    /// Each parameter's step count, in the order given.
+    pub steps: Vec<u64>,
+    /// Each group's learning rate.
+    pub lrs: Vec<f64>,
+}
+
+/// Saves caller-held state in the project's checkpoint format (safetensors, checksummed,
+/// written atomically): the file an [`crate::Optimizer`] with these groups (named `group{g}`)
+/// and parameters (named `group{g}.param{i}`, `i` counting within the group in the order given)
+/// would write. The configurations must share one `penalty_mode`.
+pub fn save_held<T: SimdElement + bytemuck::Pod>(
+    path: &Path,
+    configs: &[RecAdamConfig],
+    states: Vec<HeldState<'_, T>>,
+) -> Result<(), Error> {
+    held_optimizer(configs, states)?.0.save_checkpoint(path)
+}
+
+/// Reads a file [`save_held`] (or an optimizer of the same layout) wrote into caller-held state:
+/// the same groups, parameters, hyperparameters (but the learning rates, which are read) and θ*
+/// checksums are required; on any difference or damage nothing changes.
+pub fn load_held<T: SimdElement + bytemuck::Pod>(
+    path: &Path,
+    configs: &[RecAdamConfig],
+    states: Vec<HeldState<'_, T>>,
+) -> Result<HeldCheckpoint, Error> {
+    let (mut opt, ids) = held_optimizer(configs, states)?;
+    opt.load_checkpoint(path)?;
+    Ok(HeldCheckpoint {
+        steps: ids
+            .iter()
+            .map(|&id| opt.param_steps(id).unwrap_or(0))
+            .collect(),
+        lrs: (0..configs.len())
+            .map(|g| opt.lr(&format!("group{g}")).unwrap_or(f64::NAN))
+            .collect(),
+    })
+}
+
+/// An optimizer over borrowed caller-held state, with per-parameter step counts.
+fn held_optimizer<'a, T: SimdElement>(
+    configs: &[RecAdamConfig],
+    states: Vec<HeldState<'a, T>>,
+) -> Result<(Optimizer<'a, T>, Vec<ParamId>), Error> {
+    let first = *configs
+        .first()
+        .ok_or_else(|| Error::UnknownGroup("#0 (no groups given)".into()))?;
+    if configs.iter().any(|c| c.penalty_mode != first.penalty_mode) {
+        return Err(Error::MixedPenaltyModes);
+    }
+    let options = Options {
+        step_count: StepCount::PerParam,
+        ..Options::new(first)
+    };
+    let mut opt = Optimizer::with_kernel(options, Kernel::best())?;
+    for (g, c) in configs.iter().enumerate() {
+        let group = Group::new(&format!("group{g}"), Selector::Prefix(format!("group{g}.")))
+            .lr(c.lr)
+            .weight_decay(c.weight_decay)
+            .anneal_w(c.anneal_w)
+            .pretrain_cof(c.pretrain_cof)
+            .betas(c.beta1, c.beta2)
+            .eps(c.eps)
+            .correct_bias(c.correct_bias)
+            .annealing(c.annealing);
+        opt.add_group(group)?;
+    }
+    let mut in_group = vec![0usize; configs.len()];
+    let mut ids = Vec::with_capacity(states.len());
+    let mut counts = Vec::with_capacity(states.len());
+    let global = states.iter().map(|s| s.steps).max().unwrap_or(0);
+    for (k, s) in states.into_iter().enumerate() {
+        let index = in_group
+            .get_mut(s.group)
+            .ok_or(Error::UnknownGroup(format!(
+                "#{} (of parameter #{k}; {} given)",
+                s.group,
+                configs.len()
+            )))?;
+        let name = format!("group{}.param{index}", s.group);
+        *index += 1;
+        let id = opt.register_with_state(
+            &name,
+            s.exp_avg.len(),
+            s.pretrained.map(Pretrained::Borrowed),
+            Buffer::Borrowed(s.exp_avg),
+            Buffer::Borrowed(s.exp_avg_sq),
+        )?;
+        ids.push(id);
+        counts.push((id, s.steps));
+    }
+    opt.set_step_counts(global, &counts)?;
+    Ok((opt, ids))
 }

@@ -137,6 +137,8 @@ pub struct Report {
     pub arrays: usize,
     pub bit_exact_arrays: usize,
     pub failures: Vec<String>,
+    /// The params, exp_avg and exp_avg_sq after the last step, widened to f64 (exactly).
+    pub last: [Vec<f64>; 3],
 }
 
 fn cast<T: Element>(values: &[f64]) -> Vec<T> {
@@ -206,6 +208,7 @@ pub fn replay<T: Element>(
             .failures
             .push(format!("checkpoint at step {} never reached", left.step));
     }
+    report.last = [&p, &m, &v].map(|x| x.iter().map(|e| e.widen_to_f64()).collect());
     report
 }
 
