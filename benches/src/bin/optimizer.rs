@@ -10,6 +10,9 @@
 //! `ratio_to_two_reads` compares it with the stream followed by one read of the gradients: the
 //! memory traffic of the step itself. The three are timed in alternating batches and each
 //! ratio is the median of the ratios within a round (see `benches::time_interleaved`).
+//! `c_abi_ns_per_param` and `c_abi_speed` are the same step through librecadam's C interface
+//! (`recadam_step` over the same tensors; speed = Rust step time / C step time), timed in the
+//! same rounds.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -167,6 +170,92 @@ fn read_grads(kernel: Kernel, grads: &[Vec<f32>], threads: usize) {
     });
 }
 
+/// An optimizer of librecadam's C interface over the benchmark's tensors, called as C calls it.
+struct CStep {
+    opt: *mut recadam::recadam_optimizer,
+}
+
+impl CStep {
+    fn new(
+        rust: &Optimizer<'_, f32>,
+        m: &Model,
+        values: &mut [Vec<f32>],
+        threads: usize,
+        guard_off: bool,
+    ) -> CStep {
+        use recadam::*;
+        let ok = |s: recadam_status| assert_eq!(s, RECADAM_OK, "the C interface refused");
+        let groups: Vec<(Group, RecAdamConfig)> =
+            rust.groups().map(|(g, c)| (g.clone(), *c)).collect();
+        let mut opt = std::ptr::null_mut();
+        // SAFETY: the buffers (values, gradients, θ*) outlive the optimizer, freed in Drop
+        // before the model; nothing else touches them during its calls.
+        unsafe {
+            ok(recadam_optimizer_new(RECADAM_F32, threads, &mut opt));
+            if guard_off {
+                ok(recadam_set_nonfinite(opt, RECADAM_NONFINITE_OFF));
+            }
+            for (_, c) in &groups {
+                let mut cfg = std::mem::MaybeUninit::<recadam_config>::uninit();
+                ok(recadam_config_default(cfg.as_mut_ptr()));
+                let mut cfg = cfg.assume_init();
+                let Annealing::Sigmoid { k, t0 } = c.annealing else {
+                    unreachable!("the benchmark's annealing is a sigmoid")
+                };
+                (cfg.lr, cfg.weight_decay, cfg.anneal_w) = (c.lr, c.weight_decay, c.anneal_w);
+                (cfg.anneal_k, cfg.anneal_t0, cfg.eps) = (k, t0, c.eps);
+                ok(recadam_add_group(opt, &cfg, std::ptr::null_mut()));
+            }
+            for ((name, value), (grad, pretrained)) in m
+                .names
+                .iter()
+                .zip(values)
+                .zip(m.grads.iter().zip(&m.pretrained))
+            {
+                let group = groups
+                    .iter()
+                    .position(|(g, _)| g.selector.matches(name))
+                    .or_else(|| groups.iter().position(|(g, _)| g.name == Group::DEFAULT))
+                    .expect("a group for every tensor");
+                let penalised = groups[group].1.has_penalty();
+                let p = recadam_param {
+                    struct_size: std::mem::size_of::<recadam_param>() as u32,
+                    pretrained_mode: if penalised {
+                        RECADAM_PRETRAINED_BORROW
+                    } else {
+                        RECADAM_PRETRAINED_NONE
+                    },
+                    group,
+                    len: value.len(),
+                    param: value.as_mut_ptr().cast(),
+                    grad: grad.as_ptr().cast(),
+                    exp_avg: std::ptr::null_mut(),
+                    exp_avg_sq: std::ptr::null_mut(),
+                    pretrained: if penalised {
+                        pretrained.as_ptr().cast()
+                    } else {
+                        std::ptr::null()
+                    },
+                };
+                ok(recadam_register(opt, &p, std::ptr::null_mut()));
+            }
+        }
+        CStep { opt }
+    }
+
+    fn step(&self) {
+        // SAFETY: as in `new`.
+        let status = unsafe { recadam::recadam_step(self.opt, std::ptr::null_mut()) };
+        assert_eq!(status, recadam::RECADAM_OK);
+    }
+}
+
+impl Drop for CStep {
+    fn drop(&mut self) {
+        recadam::recadam_optimizer_free(self.opt);
+    }
+}
+
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let total = 1usize << 27;
@@ -181,6 +270,7 @@ fn main() {
         ..RecAdamConfig::default()
     };
     let mut m = model(total);
+    let mut c_values = m.values.clone();
     let mut limit_model = model(total);
     let mut limit_state: Vec<(Vec<f32>, Vec<f32>)> = limit_model
         .values
@@ -221,6 +311,11 @@ fn main() {
             .zip(&m.pretrained)
             .map(|(name, pp)| opt.register_pretrained(name, pp).unwrap())
             .collect();
+        // The same step through the C interface (librecadam), over its own copy of the values
+        // and the same gradients and θ*: the groups the Rust optimizer resolved, the guard as
+        // there (clipping aside, which the C interface leaves to the caller: one multiply in the
+        // step's scalars, no pass over memory).
+        let c_opt = CStep::new(&opt, &m, &mut c_values, threads, guard_off);
         let mut step = || {
             let mut params: Vec<ParamMut<'_, f32>> = ids
                 .iter()
@@ -240,14 +335,22 @@ fn main() {
             limit();
             read_grads(kernel, &m.grads, threads);
         };
+        let mut c_step = || c_opt.step();
         let timing = time_interleaved(
-            &mut [&mut step, &mut limit_alone, &mut limit_and_read],
+            &mut [
+                &mut step,
+                &mut limit_alone,
+                &mut limit_and_read,
+                &mut c_step,
+            ],
             Duration::from_millis(300),
             9,
         );
         let step_time = timing.seconds[0];
         let (g, lg) = (gbps(total, step_time), gbps(total, timing.seconds[1]));
         let (ratio, ratio_to_two_reads) = (timing.relative_speed[1], timing.relative_speed[2]);
+        // Rust step time / C step time: 1 when the C entry points cost nothing.
+        let c_abi_speed = 1.0 / timing.relative_speed[3];
         if json {
             println!(
                 "{}",
@@ -255,14 +358,18 @@ fn main() {
                     "n": total, "threads": threads, "ns_per_param": step_time * 1e9 / total as f64,
                     "gbps": g, "limit_gbps": lg, "ratio": ratio,
                     "ratio_to_two_reads": ratio_to_two_reads, "backend": kernel.backend().name(),
+                    "c_abi_ns_per_param": timing.seconds[3] * 1e9 / total as f64,
+                    "c_abi_speed": c_abi_speed,
                 })
             );
         } else {
             println!(
                 "threads {threads}: {:.1} ms/step, {:.3} ns/param, {g:.1} GB/s, limit {lg:.1} GB/s, \
-                 ratio {ratio:.3}, ratio to the limit plus a read of the gradients {ratio_to_two_reads:.3}",
+                 ratio {ratio:.3}, ratio to the limit plus a read of the gradients {ratio_to_two_reads:.3}, \
+                 through the C interface {:.3} ns/param (speed relative to Rust {c_abi_speed:.3})",
                 step_time * 1e3,
                 step_time * 1e9 / total as f64,
+                timing.seconds[3] * 1e9 / total as f64,
             );
         }
     }
