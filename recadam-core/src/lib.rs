@@ -29,7 +29,9 @@
 //! # Ok::<(), recadam_core::Error>(())
 //! ```
 #![no_std]
-#![forbid(unsafe_code)]
+// No unsafe code, but for the Cortex-M FPU's fused multiply-add and square root (`element`).
+#![cfg_attr(not(recadam_arm_fpv4), forbid(unsafe_code))]
+#![cfg_attr(recadam_arm_fpv4, deny(unsafe_code))]
 #![warn(missing_docs)]
 
 #[cfg(miri)]
