@@ -390,7 +390,8 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         let mut dir = RunDir::create(&args.output, args.json)?;
         dir.log(
             &json!({"event": "start", "step": 0, "run": run_json, "total_steps": total,
-                        "train_examples": train.len(), "dev_examples": dev.len()}),
+                        "train_examples": train.len(), "dev_examples": dev.len(),
+                        "backend": trainer.optimizer().kernel().backend().name()}),
         )?;
         dir
     };

@@ -10,11 +10,24 @@ fn glue_dir() -> PathBuf {
     recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")
 }
 
+/// The `recadam` program to test: this build's, or `RECADAM_CLI_BIN` run through
+/// `RECADAM_CLI_RUNNER` (words; CI runs the aarch64 build under `qemu-aarch64` this way).
+fn program() -> Command {
+    let bin =
+        std::env::var("RECADAM_CLI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_recadam").into());
+    match std::env::var("RECADAM_CLI_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap());
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
 fn recadam(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_recadam"))
-        .args(args)
-        .output()
-        .expect("run recadam");
+    let out = program().args(args).output().expect("run recadam");
     assert!(
         out.status.success(),
         "recadam {args:?} failed:\n{}",
@@ -202,10 +215,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     // Resuming under other settings is refused, naming the option.
     let mut args = finetune_args(&model, &glue, &resumed);
     args.extend(["--resume", "--seed", "9"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_recadam"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = program().args(&args).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
 
@@ -262,10 +272,7 @@ fn bad_options_are_clear_errors() {
                 _ => args.extend(pair),
             }
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_recadam"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = program().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             !out.status.success() && err.contains(expect),
@@ -321,10 +328,7 @@ fn too_many_threads_are_clamped() {
     let eval = |threads: &str| {
         let mut args = eval_args(&model, &glue, "32");
         args.extend(["--threads", threads]);
-        Command::new(env!("CARGO_BIN_EXE_recadam"))
-            .args(args)
-            .output()
-            .unwrap()
+        program().args(args).output().unwrap()
     };
     let out = eval("100000");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -333,4 +337,55 @@ fn too_many_threads_are_clamped() {
     let out = eval("0");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}
+
+/// A real fine-tune gives the same bits on the best kernel of this CPU as on the scalar reference
+/// (AVX-512 or AVX2 here, NEON under qemu-aarch64): the same losses and the same model file.
+/// `RECADAM_REQUIRE_BACKEND` names the kernel the best must be (CI: `neon` for the aarch64 build).
+#[test]
+fn the_best_kernel_trains_the_same_bits_as_the_scalar_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(&tmp.path().join("model"));
+    let glue = glue_dir().to_string_lossy().into_owned();
+    let run = |backend: Option<&str>| {
+        let dir = tmp
+            .path()
+            .join(backend.unwrap_or("best"))
+            .to_string_lossy()
+            .into_owned();
+        let mut cmd = program();
+        cmd.args(finetune_args(&model, &glue, &dir));
+        match backend {
+            Some(name) => cmd.env("RECADAM_BACKEND", name),
+            None => cmd.env_remove("RECADAM_BACKEND"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = json_lines(&out.stdout);
+        let used = lines[0]["backend"].as_str().unwrap().to_string();
+        let losses: Vec<Value> = lines
+            .iter()
+            .filter(|l| l["event"] == "train")
+            .map(|l| l["loss"].clone())
+            .collect();
+        let ckpt = Path::new(&dir).join(latest(Path::new(&dir)));
+        let weights = std::fs::read(ckpt.join("model.safetensors")).unwrap();
+        (used, losses, weights)
+    };
+    let (best, best_losses, best_weights) = run(None);
+    let (scalar, scalar_losses, scalar_weights) = run(Some("scalar"));
+    assert_eq!(scalar, "scalar");
+    if let Ok(want) = std::env::var("RECADAM_REQUIRE_BACKEND") {
+        assert_eq!(best, want, "the best kernel of this CPU");
+    }
+    assert_eq!(best_losses.len(), 6);
+    assert_eq!(best_losses, scalar_losses, "{best} against scalar");
+    assert!(
+        best_weights == scalar_weights,
+        "the model files of {best} and scalar differ"
+    );
 }
