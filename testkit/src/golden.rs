@@ -252,3 +252,34 @@ fn compare<T: Element>(report: &mut Report, t: u64, array: &str, got: &[T], want
         ));
     }
 }
+
+/// The bits (as f64) of recadam-core's own replay of `case` after its last step (params,
+/// exp_avg, exp_avg_sq), after checking that replay against the golden tolerance: what an
+/// adapter's replay of the case must equal.
+pub fn core_bits<T: Element>(name: &str, case: &Case) -> [Vec<u64>; 3] {
+    let reference = replay::<T>(case, |s, slices| recadam_core::update(s, slices));
+    assert!(
+        reference.failures.is_empty(),
+        "{name}: recadam-core misses the golden tolerance: {:?}",
+        reference.failures
+    );
+    reference
+        .last
+        .map(|a| a.iter().map(|x| x.to_bits()).collect())
+}
+
+/// Runs `f32_case` or `f64_case` on every golden case by its dtype (any other dtype fails).
+pub fn for_each_case(mut f32_case: impl FnMut(&str, &Case), mut f64_case: impl FnMut(&str, &Case)) {
+    for (name, case) in &cases() {
+        if case.is::<f32>() {
+            f32_case(name, case);
+        } else if case.is::<f64>() {
+            f64_case(name, case);
+        } else {
+            panic!(
+                "{name}: dtype {} is neither float32 nor float64",
+                case.dtype
+            );
+        }
+    }
+}

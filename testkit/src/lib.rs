@@ -41,3 +41,27 @@ pub fn same_bits<T: recadam_core::Element>(a: &[T], b: &[T]) -> bool {
             x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
         })
 }
+
+/// The parameter shapes of all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7 M parameters in
+/// 103 tensors), in the model's order: what the adapters' benchmarks step.
+pub fn minilm_shapes() -> Vec<Vec<usize>> {
+    let (h, i) = (384, 1536);
+    let mut s = vec![vec![30522, h], vec![512, h], vec![2, h], vec![h], vec![h]];
+    for _ in 0..6 {
+        for _ in 0..4 {
+            s.extend([vec![h, h], vec![h]]);
+        }
+        s.extend([
+            vec![h],
+            vec![h],
+            vec![i, h],
+            vec![i],
+            vec![h, i],
+            vec![h],
+            vec![h],
+            vec![h],
+        ]);
+    }
+    s.extend([vec![h, h], vec![h]]);
+    s
+}

@@ -16,29 +16,6 @@ use recadam_burn::{NonFiniteGuard, RecAdam, RecAdamConfig, RecAdamOptimizer};
 use recadam_core::Slices;
 use recadam_std::{step_held, CallingThread, HeldParam, Kernel, Pool};
 
-/// The shapes of all-MiniLM-L6-v2's parameters.
-fn minilm_shapes() -> Vec<Vec<usize>> {
-    let (h, i) = (384, 1536);
-    let mut s = vec![vec![30522, h], vec![512, h], vec![2, h], vec![h], vec![h]];
-    for _ in 0..6 {
-        for _ in 0..4 {
-            s.extend([vec![h, h], vec![h]]);
-        }
-        s.extend([
-            vec![h],
-            vec![h],
-            vec![i, h],
-            vec![i],
-            vec![h, i],
-            vec![h],
-            vec![h],
-            vec![h],
-        ]);
-    }
-    s.extend([vec![h, h], vec![h]]);
-    s
-}
-
 /// A model of those shapes: matrices and vectors.
 #[derive(Module, Debug)]
 struct Tensors {
@@ -98,10 +75,12 @@ fn grads(m: &Tensors, step: usize, device: &Device) -> GradientsParams {
     g
 }
 
+/// One step of a model with its gradients.
+type StepFn = Box<dyn FnMut(Tensors, GradientsParams) -> Tensors>;
+
 /// One side of the benchmark: a model and what steps it.
 enum Side {
-    Burn(Tensors, ModuleOptimizer),
-    Checked(Tensors, RecAdamOptimizer),
+    Module(Tensors, StepFn),
     /// recadam-std over plain vectors: p, g, m, v, θ* per tensor.
     Plain(Vec<[Vec<f32>; 5]>, Box<dyn Pool>),
 }
@@ -114,7 +93,7 @@ fn time(side: &mut Side, steps: usize, step0: usize, device: &Device) -> f64 {
         .map(|s| {
             let step = step0 + s;
             match side {
-                Side::Burn(m, optim) => {
+                Side::Module(m, step_fn) => {
                     let g = grads(m, step, &inner);
                     let model = std::mem::replace(
                         m,
@@ -124,20 +103,7 @@ fn time(side: &mut Side, steps: usize, step0: usize, device: &Device) -> f64 {
                         },
                     );
                     let start = Instant::now();
-                    *m = optim.step(2e-5, model, g);
-                    start.elapsed().as_secs_f64()
-                }
-                Side::Checked(m, optim) => {
-                    let g = grads(m, step, &inner);
-                    let model = std::mem::replace(
-                        m,
-                        Tensors {
-                            matrices: vec![],
-                            vectors: vec![],
-                        },
-                    );
-                    let start = Instant::now();
-                    *m = optim.try_step(2e-5, model, g).unwrap().module;
+                    *m = step_fn(model, g);
                     start.elapsed().as_secs_f64()
                 }
                 Side::Plain(buffers, pool) => {
@@ -175,7 +141,7 @@ fn main() {
         .nth(1)
         .map_or(6, |a| a.parse().expect("ROUNDS is a number"));
     let device = Device::default().autodiff();
-    let shapes = minilm_shapes();
+    let shapes = recadam_testkit::minilm_shapes();
     let n: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
     let recadam = |threads| {
         RecAdamOptimizer::new(
@@ -204,25 +170,19 @@ fn main() {
             .build()
             .unwrap(),
     );
+    let burns = |mut optim: ModuleOptimizer| -> Side {
+        let step: StepFn = Box::new(move |m, g| optim.step(2e-5, m, g));
+        Side::Module(model(&shapes, &device), step)
+    };
+    let mut checked = recadam(1).with_guard(NonFiniteGuard::Refuse);
+    let try_step: StepFn = Box::new(move |m, g| checked.try_step(2e-5, m, g).unwrap().module);
     let mut sides = [
-        (
-            "burn AdamW",
-            Side::Burn(model(&shapes, &device), AdamWConfig::new().init()),
-        ),
-        (
-            "recadam 1t",
-            Side::Burn(model(&shapes, &device), recadam(1).into_module_optimizer()),
-        ),
-        (
-            "recadam 2t",
-            Side::Burn(model(&shapes, &device), recadam(2).into_module_optimizer()),
-        ),
+        ("burn AdamW", burns(AdamWConfig::new().init())),
+        ("recadam 1t", burns(recadam(1).into_module_optimizer())),
+        ("recadam 2t", burns(recadam(2).into_module_optimizer())),
         (
             "try_step 1t",
-            Side::Checked(
-                model(&shapes, &device),
-                recadam(1).with_guard(NonFiniteGuard::Refuse),
-            ),
+            Side::Module(model(&shapes, &device), try_step),
         ),
         ("plain 1t", plain(Box::new(CallingThread))),
         ("plain 2t", plain(two_threads)),

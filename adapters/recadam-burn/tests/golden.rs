@@ -110,17 +110,7 @@ fn through_module<T: Element>(case: &Case, threads: usize, device: &Device) -> V
 }
 
 fn check<T: Element>(name: &str, case: &Case) {
-    let reference = golden::replay::<T>(case, |s, slices| recadam_core::update(s, slices));
-    assert!(
-        reference.failures.is_empty(),
-        "{name}: recadam-core misses the golden tolerance: {:?}",
-        reference.failures
-    );
-    let want: Vec<Vec<u64>> = reference
-        .last
-        .iter()
-        .map(|a| a.iter().map(|x| x.to_bits()).collect())
-        .collect();
+    let want = golden::core_bits::<T>(name, case);
     for threads in [1, 2] {
         let got = through_trait::<T>(case, threads);
         for (k, array) in ["params", "exp_avg", "exp_avg_sq"].iter().enumerate() {
@@ -142,20 +132,5 @@ fn check<T: Element>(name: &str, case: &Case) {
 
 #[test]
 fn every_golden_case_gives_recadam_cores_bits_through_burn() {
-    let cases = golden::cases();
-    let mut ran = 0;
-    for (name, case) in &cases {
-        if case.is::<f32>() {
-            check::<f32>(name, case);
-        } else if case.is::<f64>() {
-            check::<f64>(name, case);
-        } else {
-            panic!(
-                "{name}: dtype {} is neither float32 nor float64",
-                case.dtype
-            );
-        }
-        ran += 1;
-    }
-    assert_eq!(ran, cases.len());
+    golden::for_each_case(check::<f32>, check::<f64>);
 }

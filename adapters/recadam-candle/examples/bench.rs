@@ -14,29 +14,6 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use recadam_candle::{ParamsRecAdam, RecAdam};
 use recadam_core::RecAdamConfig;
 
-/// The shapes of all-MiniLM-L6-v2's parameters.
-fn minilm_shapes() -> Vec<Vec<usize>> {
-    let (h, i) = (384, 1536);
-    let mut s = vec![vec![30522, h], vec![512, h], vec![2, h], vec![h], vec![h]];
-    for _ in 0..6 {
-        for _ in 0..4 {
-            s.extend([vec![h, h], vec![h]]);
-        }
-        s.extend([
-            vec![h],
-            vec![h],
-            vec![i, h],
-            vec![i],
-            vec![h, i],
-            vec![h],
-            vec![h],
-            vec![h],
-        ]);
-    }
-    s.extend([vec![h, h], vec![h]]);
-    s
-}
-
 fn vars(shapes: &[Vec<usize>]) -> Vec<Var> {
     shapes
         .iter()
@@ -72,7 +49,7 @@ fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .map_or(6, |a| a.parse().expect("ROUNDS is a number"));
-    let shapes = minilm_shapes();
+    let shapes = recadam_testkit::minilm_shapes();
     let n: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
     let (va, vr1, vr2) = (vars(&shapes), vars(&shapes), vars(&shapes));
     let (ga, gr1, gr2) = (grads(&va), grads(&vr1), grads(&vr2));
