@@ -83,11 +83,7 @@ impl RecAdamOptimizer {
         let head = head.replace('.', r"\.");
         let no_decay = r"(bias|gamma|beta)$";
         let group = |pattern: String| {
-            ParamGroup::from_regex(&pattern).map_err(|e| {
-                Error::Optimizer(recadam_std::Error::UnknownGroup(format!(
-                    "{pattern}: {e:?}"
-                )))
-            })
+            ParamGroup::from_regex(&pattern).map_err(|e| Error::Group(format!("{pattern}: {e:?}")))
         };
         let build = |config: RecAdamConfig| RecAdam::new(config)?.with_threads(threads);
         let undecayed = RecAdamConfig {
@@ -119,11 +115,12 @@ impl RecAdamOptimizer {
     /// Each such parameter becomes a group of its own (burn's optimizer sees one tensor at a
     /// time, not its name), holding a copy of its θ* besides the one in its state.
     pub fn with_pretrained<M: Module>(mut self, model: &M, pretrained: &M) -> Result<Self, Error> {
-        let mut stars = Collect::default();
+        let mut stars = Collect::values();
         pretrained.visit(&mut stars);
-        let mut params = Collect::default();
+        let mut params = Collect::types();
         model.visit(&mut params);
-        for (path, (id, value)) in params.found {
+        for (path, value) in params.found {
+            let id = value.id;
             let (_, recadam) = self
                 .groups
                 .iter()
@@ -133,20 +130,24 @@ impl RecAdamOptimizer {
             if !recadam.config().has_penalty() {
                 continue;
             }
-            let Some((_, star)) = stars.found.get(&path) else {
+            let Some(star) = stars.found.get(&path) else {
                 return Err(Error::Optimizer(recadam_std::Error::MissingPretrained {
                     name: path,
                     group: "(the group matching it)".into(),
                 }));
             };
-            if star.dtype() != value.dtype() || star.shape() != value.shape() {
+            if star.dtype != value.dtype || star.shape != value.shape {
                 return Err(Error::Mismatch {
                     name: path,
-                    got: format!("pretrained {:?} {:?}", star.dtype(), star.shape().to_vec()),
-                    want: format!("{:?} {:?}", value.dtype(), value.shape().to_vec()),
+                    got: format!("pretrained {:?} {:?}", star.dtype, star.shape),
+                    want: format!("{:?} {:?}", value.dtype, value.shape),
                 });
             }
-            let recadam = recadam.clone().with_pretrained(star.clone());
+            let values = star
+                .values
+                .clone()
+                .expect("Collect::values keeps the values");
+            let recadam = recadam.clone().with_pretrained(values);
             self = self.with_group(ParamGroup::from_ids(vec![id]), recadam);
         }
         Ok(self)
@@ -247,11 +248,39 @@ impl RecAdamOptimizer {
     }
 }
 
-/// A module's float parameters by path: their ids and values.
-#[derive(Default)]
+/// A module's float parameters by path: their ids, types and shapes, and their values where
+/// they are needed (θ*; the model's own are not copied).
 struct Collect {
     path: Vec<String>,
-    found: std::collections::BTreeMap<String, (ParamId, TensorData)>,
+    keep_values: bool,
+    found: std::collections::BTreeMap<String, Found>,
+}
+
+/// One parameter as [`Collect`] found it.
+struct Found {
+    id: ParamId,
+    dtype: DType,
+    shape: Vec<usize>,
+    values: Option<TensorData>,
+}
+
+impl Collect {
+    /// Ids, types, shapes and a copy of the values.
+    fn values() -> Self {
+        Collect {
+            path: Vec::new(),
+            keep_values: true,
+            found: Default::default(),
+        }
+    }
+
+    /// Ids, types and shapes only.
+    fn types() -> Self {
+        Collect {
+            keep_values: false,
+            ..Collect::values()
+        }
+    }
 }
 
 impl ModuleVisitor for Collect {
@@ -264,8 +293,14 @@ impl ModuleVisitor for Collect {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.found
-            .insert(self.path.join("."), (param.id, param.val().to_data()));
+        let value = param.val();
+        let found = Found {
+            id: param.id,
+            dtype: value.dtype(),
+            shape: value.dims().to_vec(),
+            values: self.keep_values.then(|| value.to_data()),
+        };
+        self.found.insert(self.path.join("."), found);
     }
 }
 

@@ -136,17 +136,17 @@ impl RecAdam {
         grad: &TensorData,
         state: Option<RecAdamState<D>>,
     ) -> Result<RecAdamState<D>, Error> {
+        let shape = values.shape().to_vec();
         let describe = |d: &TensorData| format!("{:?} {:?}", d.dtype(), d.shape().to_vec());
-        let want = describe(values);
+        // The messages are made only on an error: this runs for every tensor of every step.
         let mismatch = |got: String| Error::Mismatch {
             name: "(a parameter)".into(),
             got,
-            want: want.clone(),
+            want: format!("{:?} {:?}", T::DTYPE, shape),
         };
         if grad.dtype() != T::DTYPE || grad.shape() != values.shape() {
             return Err(mismatch(format!("gradient {}", describe(grad))));
         }
-        let shape = values.shape().to_vec();
         let g = grad
             .as_slice::<T>()
             .map_err(|e| mismatch(format!("gradient ({e:?})")))?;
