@@ -45,8 +45,8 @@ use std::sync::Arc;
 use safetensors::SafeTensors;
 
 use crate::bert::{
-    backward, forward, forward_cached, forward_train, read_tensor, write_tensors, Batch,
-    BertWeights, Head, ModelError, Rng, Targets,
+    backward_into, forward_into, read_tensor, write_tensors, Batch, BertWeights, Cache, Head,
+    ModelError, Pass, Rng, Targets,
 };
 use crate::{CurrentRayonPool, Group, Optimizer, Options, ParamId, ParamMut, Pretrained};
 
@@ -154,16 +154,18 @@ impl Classifier {
 
     /// Head logits `[batch, outputs]` in evaluation mode.
     pub fn logits(&self, batch: &Batch, threads: usize) -> Result<Vec<f32>, ModelError> {
-        let out = forward(&self.encoder, batch, threads)?;
-        self.head.logits(&out.pooler_output)
+        let mut cache = Cache::new();
+        forward_into(&self.encoder, batch, threads, Pass::Inference, &mut cache)?;
+        self.head.logits(cache.pooler_output())
     }
 
     /// Sentence embeddings `[batch, hidden]`: the last hidden state averaged over the real
     /// tokens, as sentence-transformers' mean pooling.
     pub fn mean_pooled(&self, batch: &Batch, threads: usize) -> Result<Vec<f32>, ModelError> {
-        let out = forward(&self.encoder, batch, threads)?;
+        let mut cache = Cache::new();
+        forward_into(&self.encoder, batch, threads, Pass::Inference, &mut cache)?;
         let h = self.encoder.config.hidden_size;
-        let hidden = out.last_hidden_state();
+        let hidden = cache.last_hidden_state();
         let mut pooled = vec![0.0f32; batch.batch * h];
         for b in 0..batch.batch {
             let row = &mut pooled[b * h..(b + 1) * h];
@@ -194,6 +196,8 @@ pub struct Trainer {
     encoder_ids: Vec<ParamId>,
     head_ids: [ParamId; 2],
     grads: Vec<f32>,
+    /// Activations and the backward pass's buffers, reused from step to step.
+    cache: Cache,
     dropout: bool,
 }
 
@@ -246,6 +250,7 @@ impl Trainer {
             encoder_ids,
             head_ids,
             grads,
+            cache: Cache::new(),
             dropout,
         })
     }
@@ -269,33 +274,32 @@ impl Trainer {
     ) -> Result<StepLog, TrainError> {
         let encoder = &self.model.encoder;
         let threads = rayon::current_num_threads();
-        let (out, cache) = if self.dropout {
-            forward_train(encoder, batch, threads, seed)?
+        let pass = if self.dropout {
+            Pass::Train { seed }
         } else {
-            forward_cached(encoder, batch, threads)?
+            Pass::Cached
         };
+        forward_into(encoder, batch, threads, pass, &mut self.cache)?;
         let p = if self.dropout {
             encoder.config.hidden_dropout_prob
         } else {
             0.0
         };
         let head_out = self.model.head.loss_with_dropout(
-            &out.pooler_output,
+            self.cache.pooler_output(),
             targets,
             p,
             seed ^ 0x4845_4144,
         )?;
-        drop(out);
         self.grads.fill(0.0);
-        backward(
+        backward_into(
             encoder,
             batch,
-            &cache,
+            &mut self.cache,
             &head_out.d_pooled,
             &mut self.grads,
             threads,
         )?;
-        drop(cache);
         let encoder = &mut self.model.encoder;
         let mut params: Vec<ParamMut<'_, f32>> = encoder
             .layout

@@ -7,14 +7,53 @@
 //!
 //! Each configuration runs in a child process of its own, so its peak memory is its own.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use recadam_core::{Annealing, RecAdamConfig};
-use recadam_std::bert::{backward, forward_train, Batch, BertWeights, Head, Targets};
+use recadam_std::bert::{
+    backward_into, forward_into, Batch, BertWeights, Cache, Head, Pass, Targets,
+};
 use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, Selector};
 use serde_json::json;
 
 const CONFIGS: [(usize, usize); 2] = [(16, 128), (32, 64)];
+
+/// The system allocator, counting the bytes it hands out: the step's allocations after warm-up.
+struct Counting;
+
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; the counter is only added to.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: a block this allocator handed out, with its layout, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: a block this allocator handed out, with its layout, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocated() -> u64 {
+    ALLOCATED.load(Ordering::Relaxed)
+}
 const STEPS: usize = 3;
 
 fn peak_rss_mb() -> f64 {
@@ -102,29 +141,36 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
     ];
 
     let mut grads = vec![0.0f32; weights.layout.len()];
+    let mut cache = Cache::new();
     let (mut total, mut in_optimizer) = (0.0f64, 0.0f64);
+    // Bytes allocated in the timed steps: by the model's passes, the head, the optimizer.
+    let (mut model_bytes, mut head_bytes, mut opt_bytes) = (0u64, 0u64, 0u64);
+    let layout = weights.layout.clone();
     for step in 0..=STEPS {
         let start = Instant::now();
+        let a0 = allocated();
         // Training mode: dropout 0.1 as configured, masks from the step number.
         let seed = step as u64;
-        let (out, cache) = forward_train(&weights, &data, threads, seed).expect("valid batch");
+        forward_into(&weights, &data, threads, Pass::Train { seed }, &mut cache)
+            .expect("valid batch");
+        let a1 = allocated();
         let p = weights.config.hidden_dropout_prob;
         let head_out = head
-            .loss_with_dropout(&out.pooler_output, &targets, p, seed)
+            .loss_with_dropout(cache.pooler_output(), &targets, p, seed)
             .expect("targets fit the head");
+        let a2 = allocated();
         grads.fill(0.0);
-        backward(
+        backward_into(
             &weights,
             &data,
-            &cache,
+            &mut cache,
             &head_out.d_pooled,
             &mut grads,
             threads,
         )
         .expect("buffers of the batch and model");
-        drop(cache);
+        let a3 = allocated();
         let opt_start = Instant::now();
-        let layout = weights.layout.clone();
         let mut params: Vec<ParamMut<'_, f32>> = layout
             .split_mut(&mut weights.data)
             .expect("the weights' own layout")
@@ -145,9 +191,12 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
         params.push(ParamMut::new(head_ids[1], &mut head.bias, &head_out.d_bias));
         opt.step(&mut params).expect("finite gradients");
         if step > 0 {
-            // step 0 warms caches and the thread pool
+            // step 0 warms caches, the thread pool and the workspace
             in_optimizer += opt_start.elapsed().as_secs_f64();
             total += start.elapsed().as_secs_f64();
+            model_bytes += (a1 - a0) + (a3 - a2);
+            head_bytes += a2 - a1;
+            opt_bytes += allocated() - a3;
         }
     }
     let tokens_per_s = (batch * seq * STEPS) as f64 / total;
@@ -156,14 +205,21 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
     if json_out {
         println!(
             "{}",
-            json!({"batch": batch, "seq": seq, "threads": threads, "tokens_per_s": tokens_per_s,
-                   "optimizer_share": share, "peak_rss_mb": rss, "step_s": total / STEPS as f64})
+            json!({"side": "recadam", "batch": batch, "seq": seq, "threads": threads,
+                   "tokens_per_s": tokens_per_s, "optimizer_share": share, "peak_rss_mb": rss,
+                   "step_s": total / STEPS as f64,
+                   "allocated_per_step": {"model": model_bytes / STEPS as u64,
+                                          "head": head_bytes / STEPS as u64,
+                                          "optimizer": opt_bytes / STEPS as u64}})
         );
     } else {
         println!(
-            "batch {batch:>2} × {seq:>3}, {threads} thread(s): {tokens_per_s:>7.0} tokens/s, {:.3} s/step, optimizer {:.1}%, peak RSS {rss:.0} MB",
+            "batch {batch:>2} × {seq:>3}, {threads} thread(s): {tokens_per_s:>7.0} tokens/s, {:.3} s/step, optimizer {:.1}%, peak RSS {rss:.0} MB, allocated per step: model {} B, head {} B, optimizer {} B",
             total / STEPS as f64,
-            share * 100.0
+            share * 100.0,
+            model_bytes / STEPS as u64,
+            head_bytes / STEPS as u64,
+            opt_bytes / STEPS as u64,
         );
     }
 }

@@ -1,61 +1,94 @@
 //! The backward pass, written by hand in the style of llm.c: every layer's gradient for every
 //! parameter, accumulated into a flat gradient buffer with the weights' layout.
 
-use super::forward::{apply_mask, check, Cache, NormCache};
+use std::ops::Range;
+
+use super::forward::{apply_mask, check, fit, Cache, LayerCache, NormCache};
 use super::math::gelu_grad;
 use super::matmul::{mm, View};
-use super::{Batch, BertWeights, ModelError};
+use super::par;
+use super::{Batch, BertWeights, ModelError, ParamLayout};
 
-/// Mutable views of `buf` at `ranges`, which must be increasing and disjoint (a layer's weight
-/// and bias, the three embedding tables: neighbours in the layout).
-fn disjoint_mut<'a>(buf: &'a mut [f32], ranges: &[std::ops::Range<usize>]) -> Vec<&'a mut [f32]> {
-    let mut out = Vec::with_capacity(ranges.len());
-    let mut rest = buf;
-    let mut consumed = 0;
-    for r in ranges {
-        assert!(r.start >= consumed, "ranges must increase");
-        let (_, tail) = rest.split_at_mut(r.start - consumed);
-        let (mine, tail) = tail.split_at_mut(r.len());
-        out.push(mine);
-        rest = tail;
-        consumed = r.end;
-    }
-    out
+/// Mutable views of `grads` at `a` and `b`, `a` before `b` (a weight and its bias, two
+/// LayerNorm tensors: neighbours in the layout).
+fn pair_mut(grads: &mut [f32], a: Range<usize>, b: Range<usize>) -> (&mut [f32], &mut [f32]) {
+    assert!(a.end <= b.start, "ranges must increase");
+    let (lo, hi) = grads.split_at_mut(b.start);
+    (&mut lo[a], &mut hi[..b.len()])
 }
 
-/// LayerNorm backward: from dy (per row of width h) to dx, accumulating dγ and dβ.
+/// The backward pass's buffers, kept in the [`Cache`] and reused from step to step.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scratch {
+    /// The loss's gradient with respect to the current layer's output, `[rows, hidden]`.
+    dx: Vec<f32>,
+    /// After a LayerNorm's backward (d_ffn, then d_attn).
+    d_norm: Vec<f32>,
+    /// The residual stream's gradient (d_x1, then d_input).
+    d_res: Vec<f32>,
+    /// A dense layer's output gradient after its dropout mask.
+    dy: Vec<f32>,
+    /// `[rows, intermediate]`: the gradient of the GELU's output, then of its input.
+    d_post: Vec<f32>,
+    d_ctx: Vec<f32>,
+    dq: Vec<f32>,
+    dk: Vec<f32>,
+    dv: Vec<f32>,
+    /// One `seq × seq` block per sequence: score gradients, and the dropped probabilities.
+    ds: Vec<f32>,
+    dropped: Vec<f32>,
+    /// The pooler's `[batch, hidden]`: its pre-tanh gradient and its input's gradient.
+    pooled_dz: Vec<f32>,
+    dcls: Vec<f32>,
+}
+
+/// LayerNorm backward: from dy (per row of width h) to dx, accumulating dγ and dβ. Rows are
+/// cut over the threads for dx; dγ and dβ are summed over rows by column.
 fn layer_norm_backward(
     dy: &[f32],
     cache: &NormCache,
     gamma: &[f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-) -> Vec<f32> {
+    dx: &mut [f32],
+    threads: usize,
+) {
     let h = gamma.len();
-    let mut dx = vec![0.0f32; dy.len()];
-    for (r, ((dy, xhat), dx)) in dy
-        .chunks_exact(h)
-        .zip(cache.xhat.chunks_exact(h))
-        .zip(dx.chunks_exact_mut(h))
-        .enumerate()
-    {
-        let (mut mean_g, mut mean_gx) = (0.0f64, 0.0f64);
-        for j in 0..h {
-            let g = (dy[j] * gamma[j]) as f64;
-            mean_g += g;
-            mean_gx += g * xhat[j] as f64;
-            dgamma[j] += dy[j] * xhat[j];
-            dbeta[j] += dy[j];
+    let rows = dy.len() / h;
+    let n = par::part(rows, h, threads);
+    let parts = dx.chunks_mut(n * h).enumerate();
+    par::run(threads, parts, |(c, dx)| {
+        let r0 = c * n;
+        for (i, dx) in dx.chunks_exact_mut(h).enumerate() {
+            let r = r0 + i;
+            let (dy, xhat) = (&dy[r * h..(r + 1) * h], &cache.xhat[r * h..(r + 1) * h]);
+            let (mut mean_g, mut mean_gx) = (0.0f64, 0.0f64);
+            for j in 0..h {
+                let g = (dy[j] * gamma[j]) as f64;
+                mean_g += g;
+                mean_gx += g * xhat[j] as f64;
+            }
+            mean_g /= h as f64;
+            mean_gx /= h as f64;
+            let rstd = cache.rstd[r] as f64;
+            for j in 0..h {
+                let g = (dy[j] * gamma[j]) as f64;
+                dx[j] = (rstd * (g - mean_g - xhat[j] as f64 * mean_gx)) as f32;
+            }
         }
-        mean_g /= h as f64;
-        mean_gx /= h as f64;
-        let rstd = cache.rstd[r] as f64;
-        for j in 0..h {
-            let g = (dy[j] * gamma[j]) as f64;
-            dx[j] = (rstd * (g - mean_g - xhat[j] as f64 * mean_gx)) as f32;
+    });
+    // dγ += Σ_r dy ⊙ x̂ and dβ += Σ_r dy, in row order for every column.
+    let n = par::part(h, rows, threads);
+    let parts = dgamma.chunks_mut(n).zip(dbeta.chunks_mut(n)).enumerate();
+    par::run(threads, parts, |(c, (dg, db))| {
+        let j0 = c * n;
+        for (dy, xhat) in dy.chunks_exact(h).zip(cache.xhat.chunks_exact(h)) {
+            for (j, (g, b)) in dg.iter_mut().zip(db.iter_mut()).enumerate() {
+                *g += dy[j0 + j] * xhat[j0 + j];
+                *b += dy[j0 + j];
+            }
         }
-    }
-    dx
+    });
 }
 
 /// Backward of `y = x·Wᵀ + b` (x `[rows×k]`, W `[n×k]`): accumulates dW and db, and returns dx
@@ -89,9 +122,7 @@ impl Linear<'_> {
             true,
             threads,
         );
-        for row in dy.chunks_exact(n) {
-            db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
-        }
+        par::add_column_sums(threads, db, dy);
         // dx (+)= dy · W
         mm(
             dx,
@@ -108,7 +139,7 @@ impl Linear<'_> {
 /// Adds the gradient of the loss with respect to every encoder parameter to `grads` (the
 /// weights' layout), given the loss's gradient with respect to the pooler output. The cache
 /// must come from the forward pass of `batch` through `w`; buffers of other sizes are an error
-/// (and nothing is written).
+/// (and nothing is written). [`backward_into`] is the same pass with buffers kept in the cache.
 pub fn backward(
     w: &BertWeights,
     batch: &Batch,
@@ -117,17 +148,152 @@ pub fn backward(
     grads: &mut [f32],
     threads: usize,
 ) -> Result<(), ModelError> {
+    backward_impl(
+        w,
+        batch,
+        cache,
+        &mut Scratch::default(),
+        d_pooled,
+        grads,
+        threads,
+    )
+}
+
+/// [`backward`] with its buffers kept in `cache` for the next step: once the cache has seen the
+/// largest batch of a run, the pass allocates nothing.
+pub fn backward_into(
+    w: &BertWeights,
+    batch: &Batch,
+    cache: &mut Cache,
+    d_pooled: &[f32],
+    grads: &mut [f32],
+    threads: usize,
+) -> Result<(), ModelError> {
+    let mut scratch = std::mem::take(&mut cache.scratch);
+    let result = backward_impl(w, batch, cache, &mut scratch, d_pooled, grads, threads);
+    cache.scratch = scratch;
+    result
+}
+
+/// The backward of attention for sequence `b` over every head: from its rows of d_ctx to its
+/// rows of dq, dk and dv.
+#[allow(clippy::too_many_arguments)]
+fn attend_back(
+    lc: &LayerCache,
+    d_ctx: &[f32],
+    (heads, d, seq, h): (usize, usize, usize, usize),
+    b: usize,
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+    ds: &mut [f32],
+    dropped: &mut [f32],
+) {
+    let scale = 1.0 / (d as f32).sqrt();
+    let rows_b = b * seq * h..(b + 1) * seq * h;
+    let (q, k, v) = (
+        &lc.q[rows_b.clone()],
+        &lc.k[rows_b.clone()],
+        &lc.v[rows_b.clone()],
+    );
+    let d_ctx_b = &d_ctx[rows_b];
+    for hd in 0..heads {
+        let off = hd * d;
+        let block = (b * heads + hd) * seq * seq..(b * heads + hd + 1) * seq * seq;
+        let p = &lc.probs[block.clone()];
+        let mask = (!lc.prob_dropout.is_empty()).then(|| &lc.prob_dropout[block]);
+        let p_used: &[f32] = match mask {
+            Some(m) => {
+                dropped
+                    .iter_mut()
+                    .zip(p.iter().zip(m))
+                    .for_each(|(o, (p, m))| *o = p * m);
+                dropped
+            }
+            None => p,
+        };
+        let dc = View::rows(&d_ctx_b[off..], h);
+        // dP = (dC · Vᵀ) ⊙ M ; dV = (P ⊙ M)ᵀ · dC
+        mm(
+            ds,
+            seq,
+            dc,
+            View::transposed(&v[off..], h),
+            (seq, seq, d),
+            false,
+            1,
+        );
+        if let Some(m) = mask {
+            apply_mask(ds, m, 1);
+        }
+        mm(
+            &mut dv[off..],
+            h,
+            View::transposed(p_used, seq),
+            dc,
+            (seq, d, seq),
+            false,
+            1,
+        );
+        // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the score scale.
+        for (ds_row, p_row) in ds.chunks_exact_mut(seq).zip(p.chunks_exact(seq)) {
+            let dot: f32 = ds_row.iter().zip(p_row).map(|(g, p)| g * p).sum();
+            ds_row
+                .iter_mut()
+                .zip(p_row)
+                .for_each(|(g, p)| *g = p * (*g - dot) * scale);
+        }
+        // dQ = dS · K ; dK = dSᵀ · Q
+        mm(
+            &mut dq[off..],
+            h,
+            View::rows(ds, seq),
+            View::rows(&k[off..], h),
+            (seq, d, seq),
+            false,
+            1,
+        );
+        mm(
+            &mut dk[off..],
+            h,
+            View::transposed(ds, seq),
+            View::rows(&q[off..], h),
+            (seq, d, seq),
+            false,
+            1,
+        );
+    }
+}
+
+fn backward_impl(
+    w: &BertWeights,
+    batch: &Batch,
+    cache: &Cache,
+    s: &mut Scratch,
+    d_pooled: &[f32],
+    grads: &mut [f32],
+    threads: usize,
+) -> Result<(), ModelError> {
+    use super::weights::LayerParam as P;
     let c = &w.config;
     let (bsz, seq, h, inter) = (batch.batch, batch.seq, c.hidden_size, c.intermediate_size);
     let (heads, d) = (c.num_attention_heads, c.head_dim());
     let rows = bsz * seq;
-    let scale = 1.0 / (d as f32).sqrt();
     check(w, batch)?;
+    if !cache.complete {
+        return Err(ModelError::Input(
+            "backward: the cache is from an inference forward pass, which keeps no activations"
+                .into(),
+        ));
+    }
     for (what, len, expected) in [
         ("gradient buffer", grads.len(), w.layout.len()),
         ("d_pooled", d_pooled.len(), bsz * h),
         ("cache (pooled output)", cache.pooled.len(), bsz * h),
         ("cache (layers)", cache.layers.len(), c.num_hidden_layers),
+        (
+            "cache (activations)",
+            cache.layers.first().map_or(rows * h, |l| l.input.len()),
+            rows * h,
+        ),
     ] {
         if len != expected {
             return Err(ModelError::Input(format!(
@@ -135,37 +301,40 @@ pub fn backward(
             )));
         }
     }
-    // Mutable views of the gradients of the named parameters (neighbours in the layout).
-    fn views<'g, const N: usize>(
-        w: &BertWeights,
-        grads: &'g mut [f32],
-        names: [&str; N],
-    ) -> [&'g mut [f32]; N] {
-        let ranges: Vec<_> = names
-            .iter()
-            .map(|n| {
-                w.layout
-                    .range(n)
-                    .unwrap_or_else(|| panic!("no parameter {n}"))
-            })
-            .collect();
-        match <[&mut [f32]; N]>::try_from(disjoint_mut(grads, &ranges)) {
-            Ok(views) => views,
-            Err(_) => unreachable!("one view per name"),
-        }
+    let range = |name: &str| {
+        w.layout
+            .range(name)
+            .expect("the backward pass names parameters of the layout")
+    };
+    for buf in [
+        &mut s.dx,
+        &mut s.d_norm,
+        &mut s.d_res,
+        &mut s.dy,
+        &mut s.d_ctx,
+        &mut s.dq,
+        &mut s.dk,
+        &mut s.dv,
+    ] {
+        fit(buf, rows * h);
     }
+    fit(&mut s.d_post, rows * inter);
+    fit(&mut s.ds, bsz * seq * seq);
+    fit(&mut s.dropped, bsz * seq * seq);
+    fit(&mut s.pooled_dz, bsz * h);
+    fit(&mut s.dcls, bsz * h);
 
     // Pooler: pooled = tanh(z), z = cls·Wpᵀ + bp, so dz = d_pooled·(1 − pooled²).
-    let pooled_dz: Vec<f32> = cache
-        .pooled
-        .iter()
-        .zip(d_pooled)
-        .map(|(p, g)| g * (1.0 - p * p))
-        .collect();
-    let mut dx = vec![0.0f32; rows * h];
+    s.pooled_dz
+        .iter_mut()
+        .zip(cache.pooled.iter().zip(d_pooled))
+        .for_each(|(dz, (p, g))| *dz = g * (1.0 - p * p));
     {
-        let [dwp, dbp] = views(w, grads, ["pooler.dense.weight", "pooler.dense.bias"]);
-        let mut dcls = vec![0.0f32; bsz * h];
+        let (dwp, dbp) = pair_mut(
+            grads,
+            range("pooler.dense.weight"),
+            range("pooler.dense.bias"),
+        );
         let lin = Linear {
             x: &cache.cls,
             w: w.param("pooler.dense.weight"),
@@ -173,262 +342,161 @@ pub fn backward(
             n: h,
             k: h,
         };
-        lin.backward(&pooled_dz, dwp, dbp, &mut dcls, false, threads);
+        lin.backward(&s.pooled_dz, dwp, dbp, &mut s.dcls, false, threads);
+        s.dx.fill(0.0);
         for b in 0..bsz {
-            dx[b * seq * h..b * seq * h + h].copy_from_slice(&dcls[b * h..(b + 1) * h]);
+            s.dx[b * seq * h..b * seq * h + h].copy_from_slice(&s.dcls[b * h..(b + 1) * h]);
         }
     }
 
+    let layout = &w.layout;
     for l in (0..c.num_hidden_layers).rev() {
         let lc = &cache.layers[l];
-        let name = |s: &str| format!("encoder.layer.{l}.{s}");
-        let wt = |s: &str| w.param(&name(s));
+        let wt = |p: P| w.layer(l, p);
+        fn pair<'g>(
+            grads: &'g mut [f32],
+            layout: &ParamLayout,
+            l: usize,
+            p: P,
+        ) -> (&'g mut [f32], &'g mut [f32]) {
+            pair_mut(
+                grads,
+                layout.layer_range(l, p),
+                layout.layer_range(l, p.bias()),
+            )
+        }
         // Second LayerNorm (after the feed-forward residual).
-        let d_ffn = {
-            let [dg, db] = views(
-                w,
-                grads,
-                [
-                    &name("output.LayerNorm.weight"),
-                    &name("output.LayerNorm.bias"),
-                ],
-            );
-            layer_norm_backward(&dx, &lc.norm2, wt("output.LayerNorm.weight"), dg, db)
-        };
-        let mut d_x1 = d_ffn.clone(); // the residual
-        let mut d_post = vec![0.0f32; rows * inter];
         {
-            let [dw, db] = views(
-                w,
-                grads,
-                [&name("output.dense.weight"), &name("output.dense.bias")],
+            let (dg, db) = pair(grads, layout, l, P::OutNormG);
+            layer_norm_backward(
+                &s.dx,
+                &lc.norm2,
+                wt(P::OutNormG),
+                dg,
+                db,
+                &mut s.d_norm,
+                threads,
             );
+        }
+        // The residual took d_ffn as it is; the dense output went through dropout.
+        s.d_res.copy_from_slice(&s.d_norm);
+        s.dy.copy_from_slice(&s.d_norm);
+        apply_mask(&mut s.dy, &lc.ffn_dropout, threads);
+        {
+            let (dw, db) = pair(grads, layout, l, P::OutW);
             let lin = Linear {
                 x: &lc.post_gelu,
-                w: wt("output.dense.weight"),
+                w: wt(P::OutW),
                 rows,
                 n: h,
                 k: inter,
             };
-            // The residual took d_ffn as it is; the dense output went through dropout.
-            let mut dy = d_ffn.clone();
-            apply_mask(&mut dy, &lc.ffn_dropout);
-            lin.backward(&dy, dw, db, &mut d_post, false, threads);
+            lin.backward(&s.dy, dw, db, &mut s.d_post, false, threads);
         }
-        d_post
-            .iter_mut()
-            .zip(&lc.pre_gelu)
-            .for_each(|(g, &z)| *g *= gelu_grad(z));
+        par::zip_with(threads, &mut s.d_post, &lc.pre_gelu, |g, z| {
+            g * gelu_grad(z)
+        });
         {
-            let [dw, db] = views(
-                w,
-                grads,
-                [
-                    &name("intermediate.dense.weight"),
-                    &name("intermediate.dense.bias"),
-                ],
-            );
+            let (dw, db) = pair(grads, layout, l, P::InterW);
             let lin = Linear {
                 x: &lc.x1,
-                w: wt("intermediate.dense.weight"),
+                w: wt(P::InterW),
                 rows,
                 n: inter,
                 k: h,
             };
-            lin.backward(&d_post, dw, db, &mut d_x1, true, threads);
+            lin.backward(&s.d_post, dw, db, &mut s.d_res, true, threads);
         }
         // First LayerNorm (after the attention residual).
-        let d_attn = {
-            let [dg, db] = views(
-                w,
-                grads,
-                [
-                    &name("attention.output.LayerNorm.weight"),
-                    &name("attention.output.LayerNorm.bias"),
-                ],
-            );
+        {
+            let (dg, db) = pair(grads, layout, l, P::AttnNormG);
             layer_norm_backward(
-                &d_x1,
+                &s.d_res,
                 &lc.norm1,
-                wt("attention.output.LayerNorm.weight"),
+                wt(P::AttnNormG),
                 dg,
                 db,
-            )
-        };
-        let mut d_input = d_attn.clone(); // the residual
-        let mut d_ctx = vec![0.0f32; rows * h];
-        {
-            let [dw, db] = views(
-                w,
-                grads,
-                [
-                    &name("attention.output.dense.weight"),
-                    &name("attention.output.dense.bias"),
-                ],
+                &mut s.d_norm,
+                threads,
             );
+        }
+        // d_input starts as the residual's share; Q, K and V add theirs below.
+        s.dx.copy_from_slice(&s.d_norm);
+        s.dy.copy_from_slice(&s.d_norm);
+        apply_mask(&mut s.dy, &lc.attn_dropout, threads);
+        {
+            let (dw, db) = pair(grads, layout, l, P::AttnOutW);
             let lin = Linear {
                 x: &lc.ctx,
-                w: wt("attention.output.dense.weight"),
+                w: wt(P::AttnOutW),
                 rows,
                 n: h,
                 k: h,
             };
-            let mut dy = d_attn.clone();
-            apply_mask(&mut dy, &lc.attn_dropout);
-            lin.backward(&dy, dw, db, &mut d_ctx, false, threads);
+            lin.backward(&s.dy, dw, db, &mut s.d_ctx, false, threads);
         }
-        // Attention, per sequence and head.
-        let (mut dq, mut dk, mut dv) = (
-            vec![0.0f32; rows * h],
-            vec![0.0f32; rows * h],
-            vec![0.0f32; rows * h],
-        );
-        // One sequence per task: it owns its rows of dq, dk, dv.
-        let attend_back = |b: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]| {
-            let mut ds = vec![0.0f32; seq * seq];
-            let rows_b = b * seq * h..(b + 1) * seq * h;
-            let (q, k, v) = (
-                &lc.q[rows_b.clone()],
-                &lc.k[rows_b.clone()],
-                &lc.v[rows_b.clone()],
-            );
-            let d_ctx_b = &d_ctx[rows_b];
-            for hd in 0..heads {
-                let off = hd * d;
-                let block = (b * heads + hd) * seq * seq..(b * heads + hd + 1) * seq * seq;
-                let p = &lc.probs[block.clone()];
-                let mask = (!lc.prob_dropout.is_empty()).then(|| &lc.prob_dropout[block]);
-                let dropped: Vec<f32>;
-                let p_used: &[f32] = match mask {
-                    Some(m) => {
-                        dropped = p.iter().zip(m).map(|(p, m)| p * m).collect();
-                        &dropped
-                    }
-                    None => p,
-                };
-                let dc = View::rows(&d_ctx_b[off..], h);
-                // dP = (dC · Vᵀ) ⊙ M ; dV = (P ⊙ M)ᵀ · dC
-                mm(
-                    &mut ds,
-                    seq,
-                    dc,
-                    View::transposed(&v[off..], h),
-                    (seq, seq, d),
-                    false,
-                    1,
-                );
-                if let Some(m) = mask {
-                    apply_mask(&mut ds, m);
-                }
-                mm(
-                    &mut dv[off..],
-                    h,
-                    View::transposed(p_used, seq),
-                    dc,
-                    (seq, d, seq),
-                    false,
-                    1,
-                );
-                // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the score scale.
-                for (ds_row, p_row) in ds.chunks_exact_mut(seq).zip(p.chunks_exact(seq)) {
-                    let dot: f32 = ds_row.iter().zip(p_row).map(|(g, p)| g * p).sum();
-                    ds_row
-                        .iter_mut()
-                        .zip(p_row)
-                        .for_each(|(g, p)| *g = p * (*g - dot) * scale);
-                }
-                // dQ = dS · K ; dK = dSᵀ · Q
-                let ds_v = View::rows(&ds, seq);
-                mm(
-                    &mut dq[off..],
-                    h,
-                    ds_v,
-                    View::rows(&k[off..], h),
-                    (seq, d, seq),
-                    false,
-                    1,
-                );
-                let ds_t = View::transposed(&ds, seq);
-                mm(
-                    &mut dk[off..],
-                    h,
-                    ds_t,
-                    View::rows(&q[off..], h),
-                    (seq, d, seq),
-                    false,
-                    1,
-                );
-            }
-        };
-        let tasks = dq
-            .chunks_mut(seq * h)
-            .zip(dk.chunks_mut(seq * h))
-            .zip(dv.chunks_mut(seq * h))
-            .enumerate();
-        if threads > 1 {
-            use rayon::prelude::*;
-            let tasks: Vec<_> = tasks.collect();
-            tasks
-                .into_par_iter()
-                .for_each(|(b, ((q, k), v))| attend_back(b, q, k, v));
-        } else {
-            tasks.for_each(|(b, ((q, k), v))| attend_back(b, q, k, v));
-        }
-        for (dy, which) in [(&dq, "query"), (&dk, "key"), (&dv, "value")] {
-            let [dw, db] = views(
-                w,
-                grads,
-                [
-                    &name(&format!("attention.self.{which}.weight")),
-                    &name(&format!("attention.self.{which}.bias")),
-                ],
-            );
+        // Attention, one sequence per task: it owns its rows of dq, dk, dv and its scratch.
+        let d_ctx = s.d_ctx.as_slice();
+        let tasks =
+            s.dq.chunks_mut(seq * h)
+                .zip(s.dk.chunks_mut(seq * h))
+                .zip(s.dv.chunks_mut(seq * h))
+                .zip(
+                    s.ds.chunks_mut(seq * seq)
+                        .zip(s.dropped.chunks_mut(seq * seq)),
+                )
+                .enumerate();
+        par::run(threads, tasks, |(b, (((q, k), v), (ds, dropped)))| {
+            attend_back(lc, d_ctx, (heads, d, seq, h), b, (q, k, v), ds, dropped)
+        });
+        for (dy, weight) in [(&s.dq, P::QueryW), (&s.dk, P::KeyW), (&s.dv, P::ValueW)] {
+            let (dw, db) = pair(grads, layout, l, weight);
             let lin = Linear {
                 x: &lc.input,
-                w: wt(&format!("attention.self.{which}.weight")),
+                w: wt(weight),
                 rows,
                 n: h,
                 k: h,
             };
-            lin.backward(dy, dw, db, &mut d_input, true, threads);
+            lin.backward(dy, dw, db, &mut s.dx, true, threads);
         }
-        dx = d_input;
     }
 
     // Embeddings: dropout, LayerNorm, then the three lookups.
-    apply_mask(&mut dx, &cache.embedding_dropout);
-    let d_sum = {
-        let [dg, db] = views(
-            w,
+    apply_mask(&mut s.dx, &cache.embedding_dropout, threads);
+    {
+        let (dg, db) = pair_mut(
             grads,
-            ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"],
+            range("embeddings.LayerNorm.weight"),
+            range("embeddings.LayerNorm.bias"),
         );
         layer_norm_backward(
-            &dx,
+            &s.dx,
             &cache.embedding_norm,
             w.param("embeddings.LayerNorm.weight"),
             dg,
             db,
-        )
-    };
-    let [dword, dpos, dtype] = views(
-        w,
-        grads,
-        [
-            "embeddings.word_embeddings.weight",
-            "embeddings.position_embeddings.weight",
-            "embeddings.token_type_embeddings.weight",
-        ],
+            &mut s.d_norm,
+            threads,
+        );
+    }
+    let (word, pos, typ) = (
+        range("embeddings.word_embeddings.weight"),
+        range("embeddings.position_embeddings.weight"),
+        range("embeddings.token_type_embeddings.weight"),
     );
-    for (r, g) in d_sum.chunks_exact(h).enumerate() {
-        let (id, t, pos) = (
+    let (dword, rest) = pair_mut(grads, word, pos.start..typ.end);
+    let (dpos, dtype) = rest.split_at_mut(pos.len());
+    let dtype = &mut dtype[..typ.len()];
+    for (r, g) in s.d_norm.chunks_exact(h).enumerate() {
+        let (id, t, p) = (
             batch.input_ids[r] as usize,
             batch.token_type_ids[r] as usize,
             r % seq,
         );
         for j in 0..h {
             dword[id * h + j] += g[j];
-            dpos[pos * h + j] += g[j];
+            dpos[p * h + j] += g[j];
             dtype[t * h + j] += g[j];
         }
     }

@@ -3,6 +3,7 @@
 
 use super::math::gelu;
 use super::matmul::{mm, View};
+use super::par;
 use super::weights::Rng;
 use super::{Batch, BertWeights, ModelError};
 
@@ -36,7 +37,9 @@ pub(crate) struct LayerCache {
     pub ffn_dropout: Vec<f32>,
 }
 
-/// Every activation the backward pass reads (llm.c keeps the same, in one buffer).
+/// Every activation the backward pass reads (llm.c keeps the same, in one buffer), and the
+/// forward pass's scratch. A cache passed to the next forward pass is reused: once it has seen
+/// the largest batch of a run, a step allocates nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
     pub(crate) embedding_norm: NormCache,
@@ -47,10 +50,44 @@ pub struct Cache {
     pub(crate) cls: Vec<f32>,
     /// The pooler's output, tanh(z): its derivative is 1 − tanh².
     pub(crate) pooled: Vec<f32>,
+    /// The last layer's output, `[batch, seq, hidden]`.
+    pub(crate) hidden: Vec<f32>,
+    /// 0 for a real token, the most negative f32 for padding: added to attention scores.
+    mask_add: Vec<f32>,
+    /// One `seq × seq` block per sequence: the dropped-out probabilities of a head.
+    dropped: Vec<f32>,
+    /// The backward pass's buffers, reused like the activations.
+    pub(crate) scratch: super::backward::Scratch,
+    /// Whether the layers hold what the backward pass needs (a training or cached forward),
+    /// not only the last layer's scratch (an inference forward).
+    pub(crate) complete: bool,
+}
+
+impl Cache {
+    /// An empty cache: the first forward pass sizes it.
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// The pooler's output of the last forward pass, `[batch, hidden]`.
+    pub fn pooler_output(&self) -> &[f32] {
+        &self.pooled
+    }
+
+    /// The last layer's output of the last forward pass, `[batch, seq, hidden]`.
+    pub fn last_hidden_state(&self) -> &[f32] {
+        &self.hidden
+    }
+}
+
+/// Gives `v` length `n`, keeping its allocation (and, when the length is already `n`, its
+/// contents: every buffer sized here is written in full before it is read).
+pub(crate) fn fit(v: &mut Vec<f32>, n: usize) {
+    v.resize(n, 0.0);
 }
 
 /// The activations the references check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ForwardOutput {
     /// After the embedding LayerNorm, `[batch, seq, hidden]`.
     pub embedding_output: Vec<f32>,
@@ -104,24 +141,41 @@ pub(crate) fn check(w: &BertWeights, b: &Batch) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// `x ← LayerNorm(x)` per row of width `h` (statistics in f64); keeps x̂ and 1/σ.
-fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f64) -> NormCache {
+/// `x ← LayerNorm(x)` per row of width `h` (statistics in f64); keeps x̂ and 1/σ in `cache`.
+/// Rows are independent, so they are cut over the threads.
+fn layer_norm(
+    x: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    cache: &mut NormCache,
+    threads: usize,
+) {
     let h = gamma.len();
-    let mut cache = NormCache {
-        xhat: vec![0.0; x.len()],
-        rstd: Vec::with_capacity(x.len() / h),
-    };
-    for (row, xhat) in x.chunks_exact_mut(h).zip(cache.xhat.chunks_exact_mut(h)) {
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
-        let inv = 1.0 / (var + eps).sqrt();
-        cache.rstd.push(inv as f32);
-        for (j, v) in row.iter_mut().enumerate() {
-            xhat[j] = ((*v as f64 - mean) * inv) as f32;
-            *v = xhat[j] * gamma[j] + beta[j];
+    let rows = x.len() / h;
+    fit(&mut cache.xhat, x.len());
+    fit(&mut cache.rstd, rows);
+    let n = par::part(rows, h, threads);
+    let parts = x
+        .chunks_mut(n * h)
+        .zip(cache.xhat.chunks_mut(n * h))
+        .zip(cache.rstd.chunks_mut(n));
+    par::run(threads, parts, |((x, xhat), rstd)| {
+        for ((row, xhat), rstd) in x
+            .chunks_exact_mut(h)
+            .zip(xhat.chunks_exact_mut(h))
+            .zip(rstd)
+        {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            *rstd = inv as f32;
+            for (j, v) in row.iter_mut().enumerate() {
+                xhat[j] = ((*v as f64 - mean) * inv) as f32;
+                *v = xhat[j] * gamma[j] + beta[j];
+            }
         }
-    }
-    cache
+    });
 }
 
 /// `out[rows×n] = x[rows×k]·Wᵀ + b` for a Linear weight `W[n×k]`.
@@ -148,13 +202,24 @@ pub(crate) fn linear(
     );
 }
 
-/// Runs the encoder over `batch` on `threads` threads.
+/// Runs the encoder over `batch` on `threads` threads, returning every layer's output (what
+/// the reference tests compare). [`forward_into`] with [`Pass::Inference`] is the same pass
+/// without the copies.
 pub fn forward(
     w: &BertWeights,
     batch: &Batch,
     threads: usize,
 ) -> Result<ForwardOutput, ModelError> {
-    forward_cached(w, batch, threads).map(|(out, _)| out)
+    let mut out = ForwardOutput::default();
+    forward_impl(
+        w,
+        batch,
+        threads,
+        Pass::Inference,
+        &mut Cache::new(),
+        Some(&mut out),
+    )?;
+    Ok(out)
 }
 
 /// The forward pass in evaluation mode that also keeps what [`super::backward`] needs.
@@ -163,7 +228,9 @@ pub fn forward_cached(
     batch: &Batch,
     threads: usize,
 ) -> Result<(ForwardOutput, Cache), ModelError> {
-    forward_impl(w, batch, threads, None)
+    let (mut out, mut cache) = (ForwardOutput::default(), Cache::new());
+    forward_impl(w, batch, threads, Pass::Cached, &mut cache, Some(&mut out))?;
+    Ok((out, cache))
 }
 
 /// The forward pass in training mode: dropout where Hugging Face's BERT has it (after the
@@ -176,25 +243,134 @@ pub fn forward_train(
     threads: usize,
     seed: u64,
 ) -> Result<(ForwardOutput, Cache), ModelError> {
-    forward_impl(w, batch, threads, Some(seed))
+    let (mut out, mut cache) = (ForwardOutput::default(), Cache::new());
+    forward_impl(
+        w,
+        batch,
+        threads,
+        Pass::Train { seed },
+        &mut cache,
+        Some(&mut out),
+    )?;
+    Ok((out, cache))
 }
 
-/// A dropout mask of `n` elements: 0 with probability `p`, else 1/(1 − p). Empty when `p` is
-/// 0 (nothing to drop). Deterministic in the generator's state.
-pub(crate) fn dropout_mask(rng: &mut Rng, n: usize, p: f64) -> Vec<f32> {
+/// What a forward pass is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Evaluation mode, keeping only the last layer's activations: the pass of evaluation and
+    /// prediction (no backward pass can follow).
+    Inference,
+    /// Evaluation mode (no dropout), keeping what the backward pass needs.
+    Cached,
+    /// Training mode: dropout with masks drawn from `seed`, keeping what the backward pass
+    /// needs.
+    Train {
+        /// Draws the dropout masks.
+        seed: u64,
+    },
+}
+
+/// The forward pass into a reused cache: the pooler output and the last hidden state are
+/// [`Cache::pooler_output`] and [`Cache::last_hidden_state`]. Once the cache has seen the
+/// largest batch of a run, the pass allocates nothing.
+pub fn forward_into(
+    w: &BertWeights,
+    batch: &Batch,
+    threads: usize,
+    pass: Pass,
+    cache: &mut Cache,
+) -> Result<(), ModelError> {
+    forward_impl(w, batch, threads, pass, cache, None)
+}
+
+/// A dropout mask of `n` elements into `mask`: 0 with probability `p`, else 1/(1 − p); empty
+/// when `p` is 0 (nothing to drop). Element `i` takes the generator's `i`-th draw whatever the
+/// threads, and the generator moves on by `n` draws.
+pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64, threads: usize) {
     if p <= 0.0 {
-        return Vec::new();
+        mask.clear();
+        return;
     }
     let keep = (1.0 / (1.0 - p)) as f32;
-    (0..n)
-        .map(|_| if rng.uniform() <= p { 0.0 } else { keep })
-        .collect()
+    fit(mask, n);
+    let part = par::part(n, 1, threads);
+    let start = rng.skipped(0);
+    par::run(threads, mask.chunks_mut(part).enumerate(), |(c, m)| {
+        let mut r = start.skipped((c * part) as u64);
+        m.iter_mut()
+            .for_each(|m| *m = if r.uniform() <= p { 0.0 } else { keep });
+    });
+    *rng = rng.skipped(n as u64);
 }
 
 /// `x ⊙ mask`, a no-op for an empty mask.
-pub(crate) fn apply_mask(x: &mut [f32], mask: &[f32]) {
+pub(crate) fn apply_mask(x: &mut [f32], mask: &[f32], threads: usize) {
     if !mask.is_empty() {
-        x.iter_mut().zip(mask).for_each(|(v, m)| *v *= m);
+        par::zip_with(threads, x, mask, |v, m| v * m);
+    }
+}
+
+/// Attention of one sequence `b` over every head: scores, mask, softmax into `probs` (its
+/// `[heads, seq, seq]` block), dropout, and the value product into `ctx` (its `seq` rows).
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    lc: (&[f32], &[f32], &[f32], &[f32]),
+    mask_add: &[f32],
+    (heads, d, seq, h): (usize, usize, usize, usize),
+    b: usize,
+    probs: &mut [f32],
+    ctx: &mut [f32],
+    dropped: &mut [f32],
+) {
+    let (q, k, v, prob_dropout) = lc;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (q, k, v) = (&q[b * seq * h..], &k[b * seq * h..], &v[b * seq * h..]);
+    for hd in 0..heads {
+        let off = hd * d;
+        let scores = &mut probs[hd * seq * seq..][..seq * seq];
+        // scores = Q_bh · K_bhᵀ (rows of Q and K are `h` apart).
+        mm(
+            scores,
+            seq,
+            View::rows(&q[off..], h),
+            View::transposed(&k[off..], h),
+            (seq, seq, d),
+            false,
+            1,
+        );
+        for row in scores.chunks_exact_mut(seq) {
+            for (j, s) in row.iter_mut().enumerate() {
+                *s = *s * scale + mask_add[b * seq + j];
+            }
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &s| a.max(s));
+            let mut sum = 0.0f32;
+            for s in row.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            row.iter_mut().for_each(|s| *s /= sum);
+        }
+        // ctx_bh = dropout(P) · V_bh.
+        let p_used: &[f32] = if prob_dropout.is_empty() {
+            scores
+        } else {
+            let m = &prob_dropout[(b * heads + hd) * seq * seq..][..seq * seq];
+            dropped
+                .iter_mut()
+                .zip(scores.iter().zip(m))
+                .for_each(|(o, (p, m))| *o = p * m);
+            dropped
+        };
+        mm(
+            &mut ctx[off..],
+            h,
+            View::rows(p_used, seq),
+            View::rows(&v[off..], h),
+            (seq, d, seq),
+            false,
+            1,
+        );
     }
 }
 
@@ -202,22 +378,34 @@ fn forward_impl(
     w: &BertWeights,
     batch: &Batch,
     threads: usize,
-    dropout_seed: Option<u64>,
-) -> Result<(ForwardOutput, Cache), ModelError> {
+    pass: Pass,
+    cache: &mut Cache,
+    mut outputs: Option<&mut ForwardOutput>,
+) -> Result<(), ModelError> {
+    use super::weights::LayerParam as P;
     check(w, batch)?;
-    let mut rng = Rng::new(dropout_seed.unwrap_or(0));
-    let (hidden_p, attn_p) = match dropout_seed {
-        Some(_) => (
+    let mut rng = Rng::new(match pass {
+        Pass::Train { seed } => seed,
+        _ => 0,
+    });
+    let (hidden_p, attn_p) = match pass {
+        Pass::Train { .. } => (
             w.config.hidden_dropout_prob,
             w.config.attention_probs_dropout_prob,
         ),
-        None => (0.0, 0.0),
+        _ => (0.0, 0.0),
     };
+    let keep = pass != Pass::Inference;
     let c = &w.config;
     let (bsz, seq, h) = (batch.batch, batch.seq, c.hidden_size);
     let (heads, d) = (c.num_attention_heads, c.head_dim());
     let rows = bsz * seq;
     let p = |name: &str| w.param(name);
+    let kept_layers = if keep { c.num_hidden_layers } else { 1 };
+    cache
+        .layers
+        .resize_with(kept_layers.min(c.num_hidden_layers), LayerCache::default);
+    cache.complete = keep;
 
     // Embeddings.
     let (word, pos, typ) = (
@@ -225,188 +413,170 @@ fn forward_impl(
         p("embeddings.position_embeddings.weight"),
         p("embeddings.token_type_embeddings.weight"),
     );
-    let mut x = vec![0.0f32; rows * h];
-    for (r, row) in x.chunks_exact_mut(h).enumerate() {
-        let (id, t, l) = (
-            batch.input_ids[r] as usize,
-            batch.token_type_ids[r] as usize,
-            r % seq,
-        );
-        for j in 0..h {
-            row[j] = word[id * h + j] + pos[l * h + j] + typ[t * h + j];
+    let x = &mut cache.hidden;
+    fit(x, rows * h);
+    let n = par::part(rows, h, threads);
+    par::run(threads, x.chunks_mut(n * h).enumerate(), |(c, part)| {
+        for (i, row) in part.chunks_exact_mut(h).enumerate() {
+            let r = c * n + i;
+            let (id, t, l) = (
+                batch.input_ids[r] as usize,
+                batch.token_type_ids[r] as usize,
+                r % seq,
+            );
+            for j in 0..h {
+                row[j] = word[id * h + j] + pos[l * h + j] + typ[t * h + j];
+            }
         }
-    }
-    let embedding_norm = layer_norm(
-        &mut x,
+    });
+    layer_norm(
+        x,
         p("embeddings.LayerNorm.weight"),
         p("embeddings.LayerNorm.bias"),
         c.layer_norm_eps,
+        &mut cache.embedding_norm,
+        threads,
     );
-    let embedding_dropout = dropout_mask(&mut rng, x.len(), hidden_p);
-    apply_mask(&mut x, &embedding_dropout);
-    let embedding_output = x.clone();
+    dropout_mask(
+        &mut rng,
+        &mut cache.embedding_dropout,
+        rows * h,
+        hidden_p,
+        threads,
+    );
+    apply_mask(x, &cache.embedding_dropout, threads);
+    if let Some(out) = outputs.as_deref_mut() {
+        out.embedding_output = x.clone();
+    }
 
     // Padding positions get the most negative f32 added to their scores, as Hugging Face does.
-    let mask_add: Vec<f32> = batch
-        .attention_mask
-        .iter()
-        .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
-        .collect();
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut layers = Vec::with_capacity(c.num_hidden_layers);
-    let mut layer_outputs = Vec::with_capacity(c.num_hidden_layers);
+    cache.mask_add.clear();
+    cache.mask_add.extend(
+        batch
+            .attention_mask
+            .iter()
+            .map(|&m| if m == 0 { f32::MIN } else { 0.0 }),
+    );
+    fit(&mut cache.dropped, bsz * seq * seq);
     for l in 0..c.num_hidden_layers {
-        let lp = |s: &str| p(&format!("encoder.layer.{l}.{s}"));
-        let mut lc = LayerCache {
-            q: vec![0.0; rows * h],
-            k: vec![0.0; rows * h],
-            v: vec![0.0; rows * h],
-            probs: vec![0.0; bsz * heads * seq * seq],
-            ctx: vec![0.0; rows * h],
-            prob_dropout: dropout_mask(&mut rng, bsz * heads * seq * seq, attn_p),
-            attn_dropout: dropout_mask(&mut rng, rows * h, hidden_p),
-            ffn_dropout: dropout_mask(&mut rng, rows * h, hidden_p),
-            ..LayerCache::default()
-        };
-        for (out, name) in [
-            (&mut lc.q, "query"),
-            (&mut lc.k, "key"),
-            (&mut lc.v, "value"),
+        let lc = &mut cache.layers[if keep { l } else { 0 }];
+        let x = &mut cache.hidden;
+        // This layer's input is the last one's output; `hidden` takes this layer's output.
+        std::mem::swap(&mut lc.input, x);
+        for buf in [&mut lc.q, &mut lc.k, &mut lc.v, &mut lc.ctx, &mut *x] {
+            fit(buf, rows * h);
+        }
+        fit(&mut lc.probs, bsz * heads * seq * seq);
+        dropout_mask(
+            &mut rng,
+            &mut lc.prob_dropout,
+            bsz * heads * seq * seq,
+            attn_p,
+            threads,
+        );
+        dropout_mask(&mut rng, &mut lc.attn_dropout, rows * h, hidden_p, threads);
+        dropout_mask(&mut rng, &mut lc.ffn_dropout, rows * h, hidden_p, threads);
+        for (out, weight) in [
+            (&mut lc.q, P::QueryW),
+            (&mut lc.k, P::KeyW),
+            (&mut lc.v, P::ValueW),
         ] {
-            let weight = lp(&format!("attention.self.{name}.weight"));
             linear(
                 out,
-                &x,
-                weight,
-                lp(&format!("attention.self.{name}.bias")),
+                &lc.input,
+                w.layer(l, weight),
+                w.layer(l, weight.bias()),
                 rows,
                 threads,
             );
         }
-        // Attention, one sequence per task: a sequence owns its rows of q, k, v, ctx and its
-        // block of probabilities.
-        let attend = |b: usize, probs: &mut [f32], ctx: &mut [f32]| {
-            let (q, k, v) = (
-                &lc.q[b * seq * h..],
-                &lc.k[b * seq * h..],
-                &lc.v[b * seq * h..],
-            );
-            for hd in 0..heads {
-                let off = hd * d;
-                let scores = &mut probs[hd * seq * seq..][..seq * seq];
-                // scores = Q_bh · K_bhᵀ (rows of Q and K are `h` apart).
-                let kt = View::transposed(&k[off..], h);
-                mm(
-                    scores,
-                    seq,
-                    View::rows(&q[off..], h),
-                    kt,
-                    (seq, seq, d),
-                    false,
-                    1,
-                );
-                for row in scores.chunks_exact_mut(seq) {
-                    for (j, s) in row.iter_mut().enumerate() {
-                        *s = *s * scale + mask_add[b * seq + j];
-                    }
-                    let max = row.iter().fold(f32::NEG_INFINITY, |a, &s| a.max(s));
-                    let mut sum = 0.0f32;
-                    for s in row.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    row.iter_mut().for_each(|s| *s /= sum);
-                }
-                // ctx_bh = dropout(P) · V_bh.
-                let dropped: Vec<f32>;
-                let p_used: &[f32] = if lc.prob_dropout.is_empty() {
-                    scores
-                } else {
-                    let m = &lc.prob_dropout[(b * heads + hd) * seq * seq..][..seq * seq];
-                    dropped = scores.iter().zip(m).map(|(p, m)| p * m).collect();
-                    &dropped
-                };
-                let p_bh = View::rows(p_used, seq);
-                mm(
-                    &mut ctx[off..],
-                    h,
-                    p_bh,
-                    View::rows(&v[off..], h),
-                    (seq, d, seq),
-                    false,
-                    1,
-                );
-            }
-        };
-        let mut probs = std::mem::take(&mut lc.probs);
-        let mut ctx = std::mem::take(&mut lc.ctx);
-        let tasks = probs
+        // Attention, one sequence per task: a sequence owns its rows of ctx and its blocks of
+        // probabilities and scratch.
+        let shared = (
+            lc.q.as_slice(),
+            lc.k.as_slice(),
+            lc.v.as_slice(),
+            lc.prob_dropout.as_slice(),
+        );
+        let mask_add = cache.mask_add.as_slice();
+        let tasks = lc
+            .probs
             .chunks_mut(heads * seq * seq)
-            .zip(ctx.chunks_mut(seq * h))
+            .zip(lc.ctx.chunks_mut(seq * h))
+            .zip(cache.dropped.chunks_mut(seq * seq))
             .enumerate();
-        if threads > 1 {
-            use rayon::prelude::*;
-            let tasks: Vec<_> = tasks.collect();
-            tasks
-                .into_par_iter()
-                .for_each(|(b, (p, c))| attend(b, p, c));
-        } else {
-            tasks.for_each(|(b, (p, c))| attend(b, p, c));
+        par::run(threads, tasks, |(b, ((probs, ctx), dropped))| {
+            attend(shared, mask_add, (heads, d, seq, h), b, probs, ctx, dropped)
+        });
+        // x1 = LayerNorm(dropout(ctx·Woᵀ + bo) + input)
+        fit(&mut lc.x1, rows * h);
+        linear(
+            &mut lc.x1,
+            &lc.ctx,
+            w.layer(l, P::AttnOutW),
+            w.layer(l, P::AttnOutB),
+            rows,
+            threads,
+        );
+        apply_mask(&mut lc.x1, &lc.attn_dropout, threads);
+        par::zip_with(threads, &mut lc.x1, &lc.input, |a, r| a + r);
+        layer_norm(
+            &mut lc.x1,
+            w.layer(l, P::AttnNormG),
+            w.layer(l, P::AttnNormB),
+            c.layer_norm_eps,
+            &mut lc.norm1,
+            threads,
+        );
+        // out = LayerNorm(dropout(GELU(x1·Wiᵀ + bi)·Woᵀ + bo) + x1)
+        fit(&mut lc.pre_gelu, rows * c.intermediate_size);
+        fit(&mut lc.post_gelu, rows * c.intermediate_size);
+        linear(
+            &mut lc.pre_gelu,
+            &lc.x1,
+            w.layer(l, P::InterW),
+            w.layer(l, P::InterB),
+            rows,
+            threads,
+        );
+        par::map(threads, &mut lc.post_gelu, &lc.pre_gelu, gelu);
+        linear(
+            x,
+            &lc.post_gelu,
+            w.layer(l, P::OutW),
+            w.layer(l, P::OutB),
+            rows,
+            threads,
+        );
+        apply_mask(x, &lc.ffn_dropout, threads);
+        par::zip_with(threads, x, &lc.x1, |a, r| a + r);
+        layer_norm(
+            x,
+            w.layer(l, P::OutNormG),
+            w.layer(l, P::OutNormB),
+            c.layer_norm_eps,
+            &mut lc.norm2,
+            threads,
+        );
+        if let Some(out) = outputs.as_deref_mut() {
+            out.layer_outputs.push(x.clone());
         }
-        lc.probs = probs;
-        lc.ctx = ctx;
-        let mut attn = vec![0.0f32; rows * h];
-        let (wo, bo) = (
-            lp("attention.output.dense.weight"),
-            lp("attention.output.dense.bias"),
-        );
-        linear(&mut attn, &lc.ctx, wo, bo, rows, threads);
-        apply_mask(&mut attn, &lc.attn_dropout);
-        attn.iter_mut().zip(&x).for_each(|(a, r)| *a += r);
-        let (g1, b1) = (
-            lp("attention.output.LayerNorm.weight"),
-            lp("attention.output.LayerNorm.bias"),
-        );
-        lc.norm1 = layer_norm(&mut attn, g1, b1, c.layer_norm_eps);
-        lc.pre_gelu = vec![0.0; rows * c.intermediate_size];
-        let (wi, bi) = (
-            lp("intermediate.dense.weight"),
-            lp("intermediate.dense.bias"),
-        );
-        linear(&mut lc.pre_gelu, &attn, wi, bi, rows, threads);
-        lc.post_gelu = lc.pre_gelu.iter().map(|&z| gelu(z)).collect();
-        let mut ffn = vec![0.0f32; rows * h];
-        let (w2, b2) = (lp("output.dense.weight"), lp("output.dense.bias"));
-        linear(&mut ffn, &lc.post_gelu, w2, b2, rows, threads);
-        apply_mask(&mut ffn, &lc.ffn_dropout);
-        ffn.iter_mut().zip(&attn).for_each(|(a, r)| *a += r);
-        let (g2, bt2) = (lp("output.LayerNorm.weight"), lp("output.LayerNorm.bias"));
-        lc.norm2 = layer_norm(&mut ffn, g2, bt2, c.layer_norm_eps);
-        lc.x1 = attn;
-        lc.input = std::mem::replace(&mut x, ffn);
-        layer_outputs.push(x.clone());
-        layers.push(lc);
     }
 
     // Pooler: tanh of a dense layer on each sequence's first ([CLS]) token.
-    let cls: Vec<f32> = (0..bsz)
-        .flat_map(|b| x[b * seq * h..b * seq * h + h].to_vec())
-        .collect();
-    let mut pooler_output = vec![0.0f32; bsz * h];
+    let x = &cache.hidden;
+    cache.cls.clear();
+    for b in 0..bsz {
+        cache
+            .cls
+            .extend_from_slice(&x[b * seq * h..b * seq * h + h]);
+    }
+    fit(&mut cache.pooled, bsz * h);
     let (wp, bp) = (p("pooler.dense.weight"), p("pooler.dense.bias"));
-    linear(&mut pooler_output, &cls, wp, bp, bsz, threads);
-    pooler_output.iter_mut().for_each(|z| *z = z.tanh());
-    let cache = Cache {
-        embedding_norm,
-        embedding_dropout,
-        layers,
-        cls,
-        pooled: pooler_output.clone(),
-    };
-    let out = ForwardOutput {
-        embedding_output,
-        layer_outputs,
-        pooler_output,
-    };
-    Ok((out, cache))
+    linear(&mut cache.pooled, &cache.cls, wp, bp, bsz, threads);
+    cache.pooled.iter_mut().for_each(|z| *z = z.tanh());
+    if let Some(out) = outputs {
+        out.pooler_output = cache.pooled.clone();
+    }
+    Ok(())
 }

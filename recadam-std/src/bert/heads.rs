@@ -103,12 +103,13 @@ impl Head {
         p: f64,
         seed: u64,
     ) -> Result<HeadOutput, ModelError> {
-        let mask =
-            super::forward::dropout_mask(&mut super::weights::Rng::new(seed), pooled.len(), p);
+        let mut mask = Vec::new();
+        let mut rng = super::weights::Rng::new(seed);
+        super::forward::dropout_mask(&mut rng, &mut mask, pooled.len(), p, 1);
         let mut dropped = pooled.to_vec();
-        super::forward::apply_mask(&mut dropped, &mask);
+        super::forward::apply_mask(&mut dropped, &mask, 1);
         let mut out = self.loss(&dropped, targets)?;
-        super::forward::apply_mask(&mut out.d_pooled, &mask);
+        super::forward::apply_mask(&mut out.d_pooled, &mask, 1);
         Ok(out)
     }
 

@@ -10,13 +10,16 @@ mod forward;
 mod heads;
 mod math;
 mod matmul;
+mod par;
 mod tokenize;
 mod weights;
 
-pub use backward::backward;
+pub use backward::{backward, backward_into};
 pub use config::BertConfig;
 pub use error::ModelError;
-pub use forward::{forward, forward_cached, forward_train, Cache, ForwardOutput};
+pub use forward::{
+    forward, forward_cached, forward_into, forward_train, Cache, ForwardOutput, Pass,
+};
 pub use heads::{Head, HeadOutput, Targets};
 pub use tokenize::{Batch, BertTokenizer};
 pub use weights::{read_tensor, write_tensors, BertWeights, LoadReport, ParamLayout, Rng};

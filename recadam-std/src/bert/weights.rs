@@ -16,6 +16,90 @@ pub struct ParamLayout {
     len: usize,
 }
 
+/// Tensors before the first encoder layer in the layout (three tables and a LayerNorm).
+const EMBEDDING_PARAMS: usize = 5;
+
+/// The names of an encoder layer's parameters after `encoder.layer.{l}.`, in layout order.
+const LAYER_PARAMS: [&str; 16] = [
+    "attention.self.query.weight",
+    "attention.self.query.bias",
+    "attention.self.key.weight",
+    "attention.self.key.bias",
+    "attention.self.value.weight",
+    "attention.self.value.bias",
+    "attention.output.dense.weight",
+    "attention.output.dense.bias",
+    "attention.output.LayerNorm.weight",
+    "attention.output.LayerNorm.bias",
+    "intermediate.dense.weight",
+    "intermediate.dense.bias",
+    "output.dense.weight",
+    "output.dense.bias",
+    "output.LayerNorm.weight",
+    "output.LayerNorm.bias",
+];
+
+/// A parameter of an encoder layer, numbered as in [`LAYER_PARAMS`]: the passes find a layer's
+/// tensors by position, with no formatted name per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LayerParam {
+    QueryW,
+    QueryB,
+    KeyW,
+    KeyB,
+    ValueW,
+    ValueB,
+    AttnOutW,
+    AttnOutB,
+    AttnNormG,
+    AttnNormB,
+    InterW,
+    InterB,
+    OutW,
+    OutB,
+    OutNormG,
+    OutNormB,
+}
+
+impl LayerParam {
+    const ALL: [LayerParam; 16] = [
+        LayerParam::QueryW,
+        LayerParam::QueryB,
+        LayerParam::KeyW,
+        LayerParam::KeyB,
+        LayerParam::ValueW,
+        LayerParam::ValueB,
+        LayerParam::AttnOutW,
+        LayerParam::AttnOutB,
+        LayerParam::AttnNormG,
+        LayerParam::AttnNormB,
+        LayerParam::InterW,
+        LayerParam::InterB,
+        LayerParam::OutW,
+        LayerParam::OutB,
+        LayerParam::OutNormG,
+        LayerParam::OutNormB,
+    ];
+
+    /// A Linear layer's weight matrix.
+    fn is_matrix(self) -> bool {
+        matches!(
+            self,
+            LayerParam::QueryW
+                | LayerParam::KeyW
+                | LayerParam::ValueW
+                | LayerParam::AttnOutW
+                | LayerParam::InterW
+                | LayerParam::OutW
+        )
+    }
+
+    /// The tensor after this one in the layout: a weight's bias, a LayerNorm's β.
+    pub(crate) fn bias(self) -> LayerParam {
+        LayerParam::ALL[self as usize + 1]
+    }
+}
+
 impl ParamLayout {
     /// The layout of a BERT encoder with pooler.
     pub fn bert(c: &BertConfig) -> ParamLayout {
@@ -37,26 +121,16 @@ impl ParamLayout {
             ("embeddings.LayerNorm.bias".into(), vec![h]),
         ];
         for l in 0..c.num_hidden_layers {
-            let p = |s: &str| format!("encoder.layer.{l}.{s}");
-            for (name, shape) in [
-                ("attention.self.query.weight", vec![h, h]),
-                ("attention.self.query.bias", vec![h]),
-                ("attention.self.key.weight", vec![h, h]),
-                ("attention.self.key.bias", vec![h]),
-                ("attention.self.value.weight", vec![h, h]),
-                ("attention.self.value.bias", vec![h]),
-                ("attention.output.dense.weight", vec![h, h]),
-                ("attention.output.dense.bias", vec![h]),
-                ("attention.output.LayerNorm.weight", vec![h]),
-                ("attention.output.LayerNorm.bias", vec![h]),
-                ("intermediate.dense.weight", vec![i, h]),
-                ("intermediate.dense.bias", vec![i]),
-                ("output.dense.weight", vec![h, i]),
-                ("output.dense.bias", vec![h]),
-                ("output.LayerNorm.weight", vec![h]),
-                ("output.LayerNorm.bias", vec![h]),
-            ] {
-                shapes.push((p(name), shape));
+            let full = |s: &str| format!("encoder.layer.{l}.{s}");
+            for (k, name) in LAYER_PARAMS.iter().enumerate() {
+                let shape = match LayerParam::ALL[k] {
+                    LayerParam::InterW => vec![i, h],
+                    LayerParam::InterB => vec![i],
+                    LayerParam::OutW => vec![h, i],
+                    p if p.is_matrix() => vec![h, h],
+                    _ => vec![h],
+                };
+                shapes.push((full(name), shape));
             }
         }
         shapes.push(("pooler.dense.weight".into(), vec![h, h]));
@@ -119,6 +193,14 @@ impl ParamLayout {
             data = tail;
         }
         Ok(out)
+    }
+
+    /// The element range of parameter `p` of encoder layer `l` (`ParamLayout::bert`'s order:
+    /// five embedding tensors, then sixteen per layer), found without a name.
+    pub(crate) fn layer_range(&self, l: usize, p: LayerParam) -> std::ops::Range<usize> {
+        let (_, shape, offset) =
+            &self.entries[EMBEDDING_PARAMS + LAYER_PARAMS.len() * l + p as usize];
+        *offset..offset + shape.iter().product::<usize>()
     }
 
     /// The element range of a parameter in the flat buffer.
@@ -291,6 +373,11 @@ impl BertWeights {
         self.layout.range(name).map(|r| &self.data[r])
     }
 
+    /// The values of parameter `p` of encoder layer `l`.
+    pub(crate) fn layer(&self, l: usize, p: LayerParam) -> &[f32] {
+        &self.data[self.layout.layer_range(l, p)]
+    }
+
     /// The values of a parameter the architecture has (the passes name only those).
     pub(crate) fn param(&self, name: &str) -> &[f32] {
         self.get(name)
@@ -306,6 +393,13 @@ impl Rng {
     /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The generator `n` draws further on, as if `next_u64` had been called `n` times
+    /// (SplitMix64's state moves by a constant per draw): how threads draw their parts of one
+    /// dropout mask with the bits of a single thread.
+    pub fn skipped(&self, n: u64) -> Rng {
+        Rng(self.0.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
     }
 
     /// The next 64 random bits.
