@@ -155,6 +155,7 @@ fn main() {
                 let b = filled(p.k * p.n, 2);
                 let mut c = vec![0.0f32; p.m * p.n];
                 let flop = 2.0 * (p.m * p.n * p.k) as f64;
+                #[cfg_attr(not(feature = "gemm-crate"), allow(unused_mut))]
                 let mut sides = vec![(
                     "matrixmultiply",
                     flop / time(|| matrixmultiply(&p, &a, &b, &mut c)) / 1e9,
