@@ -17,6 +17,15 @@ fn pair_mut(grads: &mut [f32], a: Range<usize>, b: Range<usize>) -> (&mut [f32],
     (&mut lo[a], &mut hi[..b.len()])
 }
 
+/// `out = g ⊙ mask` (`g` for an empty mask) in one pass.
+fn masked(out: &mut [f32], g: &[f32], mask: &[f32], threads: usize) {
+    if mask.is_empty() {
+        out.copy_from_slice(g);
+    } else {
+        par::map2(threads, out, g, mask, |g, m| g * m);
+    }
+}
+
 /// The backward pass's buffers, kept in the [`Cache`] and reused from step to step.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Scratch {
@@ -380,8 +389,7 @@ fn backward_impl(
         }
         // The residual took d_ffn as it is; the dense output went through dropout.
         s.d_res.copy_from_slice(&s.d_norm);
-        s.dy.copy_from_slice(&s.d_norm);
-        apply_mask(&mut s.dy, &lc.ffn_dropout, threads);
+        masked(&mut s.dy, &s.d_norm, &lc.ffn_dropout, threads);
         {
             let (dw, db) = pair(grads, layout, l, P::OutW);
             let lin = Linear {
@@ -422,8 +430,7 @@ fn backward_impl(
         }
         // d_input starts as the residual's share; Q, K and V add theirs below.
         s.dx.copy_from_slice(&s.d_norm);
-        s.dy.copy_from_slice(&s.d_norm);
-        apply_mask(&mut s.dy, &lc.attn_dropout, threads);
+        masked(&mut s.dy, &s.d_norm, &lc.attn_dropout, threads);
         {
             let (dw, db) = pair(grads, layout, l, P::AttnOutW);
             let lin = Linear {

@@ -304,6 +304,26 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
     *rng = rng.skipped(n as u64);
 }
 
+/// `x ← x ⊙ mask + residual` in one pass (`x + residual` for an empty mask): a dense output's
+/// dropout and its residual connection, the same bits as the two steps one after the other.
+pub(crate) fn mask_add_residual(x: &mut [f32], mask: &[f32], residual: &[f32], threads: usize) {
+    if mask.is_empty() {
+        par::zip_with(threads, x, residual, |a, r| a + r);
+        return;
+    }
+    assert!(
+        x.len() == mask.len() && x.len() == residual.len(),
+        "mask_add_residual: lengths differ"
+    );
+    let n = par::part(x.len(), 1, threads);
+    let parts = x.chunks_mut(n).zip(mask.chunks(n).zip(residual.chunks(n)));
+    par::run(threads, parts, |(x, (m, r))| {
+        x.iter_mut()
+            .zip(m.iter().zip(r))
+            .for_each(|(x, (m, r))| *x = *x * m + r)
+    });
+}
+
 /// `x ⊙ mask`, a no-op for an empty mask.
 pub(crate) fn apply_mask(x: &mut [f32], mask: &[f32], threads: usize) {
     if !mask.is_empty() {
@@ -518,8 +538,7 @@ fn forward_impl(
             rows,
             threads,
         );
-        apply_mask(&mut lc.x1, &lc.attn_dropout, threads);
-        par::zip_with(threads, &mut lc.x1, &lc.input, |a, r| a + r);
+        mask_add_residual(&mut lc.x1, &lc.attn_dropout, &lc.input, threads);
         layer_norm(
             &mut lc.x1,
             w.layer(l, P::AttnNormG),
@@ -548,8 +567,7 @@ fn forward_impl(
             rows,
             threads,
         );
-        apply_mask(x, &lc.ffn_dropout, threads);
-        par::zip_with(threads, x, &lc.x1, |a, r| a + r);
+        mask_add_residual(x, &lc.ffn_dropout, &lc.x1, threads);
         layer_norm(
             x,
             w.layer(l, P::OutNormG),

@@ -50,6 +50,30 @@ pub(crate) fn map(
     });
 }
 
+/// `out[i] = f(x[i], y[i])` for equal-length slices.
+pub(crate) fn map2(
+    threads: usize,
+    out: &mut [f32],
+    x: &[f32],
+    y: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) {
+    assert!(
+        out.len() == x.len() && x.len() == y.len(),
+        "map2: lengths differ"
+    );
+    let n = part(x.len(), 1, threads);
+    run(
+        threads,
+        out.chunks_mut(n).zip(x.chunks(n).zip(y.chunks(n))),
+        |(o, (x, y))| {
+            o.iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(o, (&x, &y))| *o = f(x, y))
+        },
+    );
+}
+
 /// `out[i] = f(out[i], x[i])` for equal-length slices.
 pub(crate) fn zip_with(
     threads: usize,
