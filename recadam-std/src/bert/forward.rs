@@ -293,13 +293,21 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
         return;
     }
     let keep = (1.0 / (1.0 - p)) as f32;
+    // `uniform() <= p` without the float conversion: uniform() is ((bits >> 11) + 1) / 2^53,
+    // exactly, and p·2^53 is exact in f64, so the test is `(bits >> 11) + 1 <= ⌊p·2^53⌋`.
+    let drop_below = (p * (1u64 << 53) as f64).floor().min((1u64 << 53) as f64) as u64;
     fit(mask, n);
     let part = par::part(n, 1, threads);
     let start = rng.skipped(0);
     par::run(threads, mask.chunks_mut(part).enumerate(), |(c, m)| {
         let mut r = start.skipped((c * part) as u64);
-        m.iter_mut()
-            .for_each(|m| *m = if r.uniform() <= p { 0.0 } else { keep });
+        m.iter_mut().for_each(|m| {
+            *m = if (r.next_u64() >> 11) + 1 <= drop_below {
+                0.0
+            } else {
+                keep
+            }
+        });
     });
     *rng = rng.skipped(n as u64);
 }
@@ -597,4 +605,26 @@ fn forward_impl(
         out.pooler_output = cache.pooled.clone();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dropout_mask, Rng};
+
+    #[test]
+    fn dropout_masks_are_the_generators_uniform_draws() {
+        for (p, seed) in [(0.1, 1), (0.5, 2), (0.9, 3), (1e-9, 4), (0.999_999, 5), (1.0, 6)] {
+            let n = 50_000;
+            let mut fast = Rng::new(seed);
+            let mut mask = Vec::new();
+            dropout_mask(&mut fast, &mut mask, n, p, 1);
+            let mut slow = Rng::new(seed);
+            let keep = (1.0 / (1.0 - p)) as f32;
+            let want: Vec<f32> = (0..n)
+                .map(|_| if slow.uniform() <= p { 0.0 } else { keep })
+                .collect();
+            assert!(mask == want, "p = {p}: the mask is not the draws' comparison with p");
+            assert_eq!(fast.next_u64(), slow.next_u64(), "p = {p}: the generators diverged");
+        }
+    }
 }
