@@ -613,7 +613,14 @@ mod tests {
 
     #[test]
     fn dropout_masks_are_the_generators_uniform_draws() {
-        for (p, seed) in [(0.1, 1), (0.5, 2), (0.9, 3), (1e-9, 4), (0.999_999, 5), (1.0, 6)] {
+        for (p, seed) in [
+            (0.1, 1),
+            (0.5, 2),
+            (0.9, 3),
+            (1e-9, 4),
+            (0.999_999, 5),
+            (1.0, 6),
+        ] {
             let n = 50_000;
             let mut fast = Rng::new(seed);
             let mut mask = Vec::new();
@@ -623,8 +630,15 @@ mod tests {
             let want: Vec<f32> = (0..n)
                 .map(|_| if slow.uniform() <= p { 0.0 } else { keep })
                 .collect();
-            assert!(mask == want, "p = {p}: the mask is not the draws' comparison with p");
-            assert_eq!(fast.next_u64(), slow.next_u64(), "p = {p}: the generators diverged");
+            assert!(
+                mask == want,
+                "p = {p}: the mask is not the draws' comparison with p"
+            );
+            assert_eq!(
+                fast.next_u64(),
+                slow.next_u64(),
+                "p = {p}: the generators diverged"
+            );
         }
     }
 }
