@@ -294,7 +294,8 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
     }
     let keep = (1.0 / (1.0 - p)) as f32;
     // `uniform() <= p` without the float conversion: uniform() is ((bits >> 11) + 1) / 2^53,
-    // exactly, and p·2^53 is exact in f64, so the test is `(bits >> 11) + 1 <= ⌊p·2^53⌋`.
+    // exactly, and p·2^53 is exact in f64, so the test is `(bits >> 11) + 1 <= ⌊p·2^53⌋`,
+    // that is `(bits >> 11) < ⌊p·2^53⌋`.
     let drop_below = (p * (1u64 << 53) as f64).floor().min((1u64 << 53) as f64) as u64;
     fit(mask, n);
     let part = par::part(n, 1, threads);
@@ -302,7 +303,7 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
     par::run(threads, mask.chunks_mut(part).enumerate(), |(c, m)| {
         let mut r = start.skipped((c * part) as u64);
         m.iter_mut().for_each(|m| {
-            *m = if (r.next_u64() >> 11) + 1 <= drop_below {
+            *m = if (r.next_u64() >> 11) < drop_below {
                 0.0
             } else {
                 keep
