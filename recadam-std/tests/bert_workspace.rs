@@ -154,4 +154,23 @@ fn the_inference_pass_keeps_no_activations_and_matches_the_cached_pass() {
     let err = backward_into(&w, &b, &mut cache, &d_pooled, &mut grads, 1).unwrap_err();
     assert!(err.to_string().contains("inference"), "{err}");
     assert!(grads.iter().all(|&g| g == 0.0));
+    // A training step after it, on the same cache, has the bits of a fresh one.
+    let fresh = step_fresh(&w, &b, 1, 9);
+    assert!(step_reused(&w, &b, 1, 9, &mut cache) == fresh);
+    // And an inference pass between two training steps changes nothing either.
+    forward_into(&w, &batch(3, 17, 4), 1, Pass::Inference, &mut cache).unwrap();
+    assert!(step_reused(&w, &b, 1, 9, &mut cache) == fresh);
+}
+
+#[test]
+fn a_bad_dropout_probability_is_an_error() {
+    let head = Head::new(2, 8, 0);
+    let targets = Targets::Labels(vec![0, 1]);
+    for p in [f64::NAN, -0.1, 1.0, 2.0] {
+        let err = head
+            .loss_with_dropout(&[0.5; 16], &targets, p, 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("dropout probability"), "{err}");
+    }
+    assert!(head.loss_with_dropout(&[0.5; 16], &targets, 0.0, 0).is_ok());
 }

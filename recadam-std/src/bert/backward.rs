@@ -289,7 +289,8 @@ fn backward_impl(
     check(w, batch)?;
     if !cache.complete {
         return Err(ModelError::Input(
-            "backward: the cache is from an inference forward pass, which keeps no activations"
+            "backward: the cache holds no cached or training forward pass (an inference pass keeps \
+             no activations)"
                 .into(),
         ));
     }
@@ -297,7 +298,11 @@ fn backward_impl(
         ("gradient buffer", grads.len(), w.layout.len()),
         ("d_pooled", d_pooled.len(), bsz * h),
         ("cache (pooled output)", cache.pooled.len(), bsz * h),
-        ("cache (layers)", cache.layers.len(), c.num_hidden_layers),
+        (
+            "cache (layers)",
+            cache.layers.len().min(c.num_hidden_layers),
+            c.num_hidden_layers,
+        ),
         (
             "cache (activations)",
             cache.layers.first().map_or(rows * h, |l| l.input.len()),

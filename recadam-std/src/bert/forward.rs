@@ -430,10 +430,13 @@ fn forward_impl(
     let (heads, d) = (c.num_attention_heads, c.head_dim());
     let rows = bsz * seq;
     let p = |name: &str| w.param(name);
-    let kept_layers = if keep { c.num_hidden_layers } else { 1 };
-    cache
-        .layers
-        .resize_with(kept_layers.min(c.num_hidden_layers), LayerCache::default);
+    // Every layer's activations for a backward pass; the first layer's buffers, reused by each
+    // layer in turn, for inference. Layers are only ever added, so an inference pass between
+    // training steps frees nothing the next step needs.
+    let layers_needed = if keep { c.num_hidden_layers } else { 1 };
+    if cache.layers.len() < layers_needed {
+        cache.layers.resize_with(layers_needed, LayerCache::default);
+    }
     cache.complete = keep;
 
     // Embeddings.

@@ -103,6 +103,11 @@ impl Head {
         p: f64,
         seed: u64,
     ) -> Result<HeadOutput, ModelError> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(ModelError::Input(format!(
+                "dropout probability {p} is outside [0, 1)"
+            )));
+        }
         let mut mask = Vec::new();
         let mut rng = super::weights::Rng::new(seed);
         super::forward::dropout_mask(&mut rng, &mut mask, pooled.len(), p, 1);

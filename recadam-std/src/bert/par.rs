@@ -23,14 +23,16 @@ pub(crate) fn part(units: usize, unit: usize, threads: usize) -> usize {
         .max(1)
 }
 
-/// Runs `work` on every task, on the rayon pool when `threads > 1`, else on the calling thread.
+/// Runs `work` on every task, on the rayon pool when `threads > 1` (the pool's threads take
+/// the tasks from the iterator one by one: nothing is collected, nothing allocated), else on the
+/// calling thread.
 pub(crate) fn run<T: Send>(
     threads: usize,
-    tasks: impl Iterator<Item = T>,
+    tasks: impl Iterator<Item = T> + Send,
     work: impl Fn(T) + Sync + Send,
 ) {
     if threads > 1 {
-        tasks.collect::<Vec<T>>().into_par_iter().for_each(work);
+        tasks.par_bridge().for_each(work);
     } else {
         tasks.for_each(work);
     }
