@@ -6,25 +6,10 @@ laid out as nn.Linear's forward and backward see them (W.T and dy.T as transpose
 """
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
-
-def per_call(f):
-    f()
-    start = time.perf_counter()
-    f()
-    once = max(time.perf_counter() - start, 1e-6)
-    calls = max(1, int(0.2 / once + 0.999))
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            f()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+from optimizer_step import time_per_call  # the same timing as the optimizer benchmark
 
 
 def main():
@@ -47,7 +32,7 @@ def main():
                 ("input grad dy·W", (rows, k_in, n_out), lambda: torch.matmul(dy, w, out=out_d)),
                 ("weight grad dyᵀ·x", (n_out, k_in, rows), lambda: torch.matmul(dy.t(), x, out=out_w)),
             ]:
-                gflops = 2.0 * m * n * k / per_call(f) / 1e9
+                gflops = 2.0 * m * n * k / time_per_call(f, batch=0.2) / 1e9
                 if args.json:
                     print(json.dumps({"side": "pytorch", "torch": torch.__version__, "rows": rows,
                                       "weight": [n_out, k_in], "product": name, "m": m, "n": n,
