@@ -299,7 +299,7 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
     let drop_below = (p * (1u64 << 53) as f64).floor().min((1u64 << 53) as f64) as u64;
     fit(mask, n);
     let part = par::part(n, 1, threads);
-    let start = rng.skipped(0);
+    let start = rng.clone();
     par::run(threads, mask.chunks_mut(part).enumerate(), |(c, m)| {
         let mut r = start.skipped((c * part) as u64);
         m.iter_mut().for_each(|m| {
@@ -318,19 +318,9 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
 pub(crate) fn mask_add_residual(x: &mut [f32], mask: &[f32], residual: &[f32], threads: usize) {
     if mask.is_empty() {
         par::zip_with(threads, x, residual, |a, r| a + r);
-        return;
+    } else {
+        par::zip_with2(threads, x, mask, residual, |a, m, r| a * m + r);
     }
-    assert!(
-        x.len() == mask.len() && x.len() == residual.len(),
-        "mask_add_residual: lengths differ"
-    );
-    let n = par::part(x.len(), 1, threads);
-    let parts = x.chunks_mut(n).zip(mask.chunks(n).zip(residual.chunks(n)));
-    par::run(threads, parts, |(x, (m, r))| {
-        x.iter_mut()
-            .zip(m.iter().zip(r))
-            .for_each(|(x, (m, r))| *x = *x * m + r)
-    });
 }
 
 /// `x ⊙ mask`, a no-op for an empty mask.

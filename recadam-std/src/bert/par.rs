@@ -90,6 +90,30 @@ pub(crate) fn zip_with(
     });
 }
 
+/// `out[i] = f(out[i], x[i], y[i])` for equal-length slices.
+pub(crate) fn zip_with2(
+    threads: usize,
+    out: &mut [f32],
+    x: &[f32],
+    y: &[f32],
+    f: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
+) {
+    assert!(
+        out.len() == x.len() && x.len() == y.len(),
+        "zip_with2: lengths differ"
+    );
+    let n = part(x.len(), 1, threads);
+    run(
+        threads,
+        out.chunks_mut(n).zip(x.chunks(n).zip(y.chunks(n))),
+        |(o, (x, y))| {
+            o.iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(o, (&x, &y))| *o = f(*o, x, y))
+        },
+    );
+}
+
 /// `sums[j] += Σ_r rows[r][j]` (rows of width `sums.len()`), summed in row order for every
 /// column: the same bits on any number of threads.
 pub(crate) fn add_column_sums(threads: usize, sums: &mut [f32], rows: &[f32]) {
