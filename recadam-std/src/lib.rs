@@ -53,7 +53,7 @@ pub use optimizer::{
 pub use param::{Buffer, ParamId, ParamMut, Pretrained};
 #[cfg(feature = "rayon")]
 pub use pool::CurrentRayonPool;
-pub use pool::{CallingThread, Pool, ScopedThreads, ALIGN};
+pub use pool::{tensor_grad_stats, CallingThread, Pool, ScopedThreads, ALIGN};
 /// The update kernel an optimizer runs ([`Optimizer::with_kernel`]).
-pub use recadam_simd::{Backend, Kernel};
+pub use recadam_simd::{Backend, GradStats, Kernel};
 pub use schedule::{Constant, CosineWarmup, LinearWarmupDecay, LrSchedule};

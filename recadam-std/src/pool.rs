@@ -120,6 +120,20 @@ impl Pool for CurrentRayonPool {
 /// that the global norm has the same bits for any number of threads.
 pub(crate) const STATS_BLOCK: usize = 1 << 16;
 
+/// The statistics [`crate::Optimizer::step`] computes for one gradient (its sum of squares over
+/// fixed blocks in order, and whether every element is finite), to hand to
+/// [`crate::Optimizer::step_with_stats`] from a pass that writes the gradient anyway.
+///
+/// ```
+/// use recadam_std::{tensor_grad_stats, Kernel};
+/// let s = tensor_grad_stats(Kernel::best(), &[3.0f32, 4.0]);
+/// assert_eq!((s.sum_squares, s.finite), (25.0, true));
+/// ```
+pub fn tensor_grad_stats<T: SimdElement>(kernel: Kernel, grad: &[T]) -> GradStats {
+    grad.chunks(STATS_BLOCK)
+        .fold(GradStats::EMPTY, |s, b| s.then(kernel.grad_stats(b)))
+}
+
 /// Gradient statistics per gradient, each summed over fixed blocks in order, on `pool`.
 /// (Reading each thread's blocks last to first, so that the update would start on gradients
 /// still in cache, was measured slower here: it defeats the hardware prefetcher.)
@@ -130,13 +144,7 @@ pub(crate) fn grad_stats<T: SimdElement>(
 ) -> Vec<GradStats> {
     let threads = pool.threads();
     if threads <= 1 {
-        return grads
-            .iter()
-            .map(|g| {
-                g.chunks(STATS_BLOCK)
-                    .fold(GradStats::EMPTY, |s, b| s.then(kernel.grad_stats(b)))
-            })
-            .collect();
+        return grads.iter().map(|g| tensor_grad_stats(kernel, g)).collect();
     }
     let blocks: Vec<(usize, &[T])> = grads
         .iter()
