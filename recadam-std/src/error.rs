@@ -59,6 +59,15 @@ pub enum Error {
         /// The registered length.
         expected: usize,
     },
+    /// [`crate::Optimizer::step_with_stats`] was given another number of gradient statistics
+    /// than parameters.
+    #[error("step_with_stats: {given} gradient statistics for {params} parameters")]
+    StatsCount {
+        /// Statistics given.
+        given: usize,
+        /// Parameters given.
+        params: usize,
+    },
     /// A gradient holds NaN or an infinity; the step was refused and nothing changed.
     #[error("the gradient of `{name}` holds NaN or an infinity: the step was refused and no parameter or state changed")]
     NonFiniteGradient {

@@ -520,16 +520,66 @@ impl<'s, T: SimdElement> Optimizer<'s, T> {
     /// lengths, a non-finite gradient (with the guard on) and a learning rate at which the
     /// penalty diverges are all reported before any parameter or state is touched.
     pub fn step(&mut self, params: &mut [ParamMut<'_, T>]) -> Result<StepReport, Error> {
+        self.step_impl(params, None)
+    }
+
+    /// [`Optimizer::step`] with each gradient's statistics already known: `stats[k]` is
+    /// [`crate::tensor_grad_stats`] of `params[k]`'s gradient (with this optimizer's
+    /// [`Optimizer::kernel`]), computed by the pass that wrote it while it was in cache. The
+    /// step then reads every gradient once instead of twice, with the same bits.
+    ///
+    /// The statistics are trusted: others clip by another norm (or let a non-finite gradient
+    /// through the guard). A count other than `params.len()` is an error and changes nothing.
+    ///
+    /// ```
+    /// use recadam_core::RecAdamConfig;
+    /// use recadam_std::{tensor_grad_stats, Optimizer, Options, ParamMut};
+    /// let mut opt = Optimizer::new(Options::new(RecAdamConfig::default()))?;
+    /// let (mut w, g) = ([1.0f32, 2.0], [0.5f32, -0.5]);
+    /// let id = opt.register_pretrained("w", w.to_vec())?;
+    /// let stats = [tensor_grad_stats(opt.kernel(), &g)];
+    /// let report = opt.step_with_stats(&mut [ParamMut::new(id, &mut w, &g)], &stats)?;
+    /// assert_eq!(report.updated, 1);
+    /// # Ok::<(), recadam_std::Error>(())
+    /// ```
+    pub fn step_with_stats(
+        &mut self,
+        params: &mut [ParamMut<'_, T>],
+        stats: &[GradStats],
+    ) -> Result<StepReport, Error> {
+        if stats.len() != params.len() {
+            return Err(Error::StatsCount {
+                given: stats.len(),
+                params: params.len(),
+            });
+        }
+        self.step_impl(params, Some(stats))
+    }
+
+    fn step_impl(
+        &mut self,
+        params: &mut [ParamMut<'_, T>],
+        known: Option<&[GradStats]>,
+    ) -> Result<StepReport, Error> {
         self.check_params(params)?;
 
-        // One read of every gradient, for the guard and for clipping; skipped when neither is on.
+        // One read of every gradient, for the guard and for clipping; skipped when neither is on
+        // or when the caller brings the statistics.
         let needs_stats =
             self.options.guard != NonFiniteGuard::Off || self.options.max_grad_norm.is_some();
         let mut grad_norm = None;
         let mut bad = None;
         if needs_stats {
+            let computed;
+            let stats = match known {
+                Some(stats) => stats,
+                None => {
+                    computed = self.grad_stats(params);
+                    &computed
+                }
+            };
             let mut sum_squares = 0.0;
-            for (k, s) in self.grad_stats(params).iter().enumerate() {
+            for (k, s) in stats.iter().enumerate() {
                 sum_squares += s.sum_squares;
                 if !s.finite && bad.is_none() {
                     bad = Some(self.params[params[k].id.index()].name.clone());
