@@ -45,10 +45,13 @@ use std::sync::Arc;
 use safetensors::SafeTensors;
 
 use crate::bert::{
-    backward_into, forward_into, read_tensor, write_tensors, Batch, BertWeights, Cache, Head,
+    backward_with_stats, forward_into, read_tensor, write_tensors, Batch, BertWeights, Cache, Head,
     ModelError, Pass, Rng, Targets,
 };
-use crate::{CurrentRayonPool, Group, Optimizer, Options, ParamId, ParamMut, Pretrained};
+use crate::{
+    tensor_grad_stats, CurrentRayonPool, GradStats, Group, Optimizer, Options, ParamId, ParamMut,
+    Pretrained,
+};
 
 /// Prefix of the encoder's parameter names.
 pub const ENCODER: &str = "bert.";
@@ -196,6 +199,9 @@ pub struct Trainer {
     encoder_ids: Vec<ParamId>,
     head_ids: [ParamId; 2],
     grads: Vec<f32>,
+    /// Each gradient's statistics (encoder tensors, then the head's two), written by the
+    /// backward pass so that the optimizer's step reads every gradient once.
+    stats: Vec<GradStats>,
     /// Activations and the backward pass's buffers, reused from step to step.
     cache: Cache,
     dropout: bool,
@@ -243,6 +249,7 @@ impl Trainer {
             optimizer.register("classifier.bias", model.head.bias.len())?,
         ];
         let grads = vec![0.0; model.encoder.data.len()];
+        let stats = vec![GradStats::EMPTY; model.encoder.layout.tensors() + 2];
         Ok(Trainer {
             model,
             optimizer,
@@ -250,6 +257,7 @@ impl Trainer {
             encoder_ids,
             head_ids,
             grads,
+            stats,
             cache: Cache::new(),
             dropout,
         })
@@ -292,14 +300,20 @@ impl Trainer {
             seed ^ 0x4845_4144,
         )?;
         self.grads.fill(0.0);
-        backward_into(
+        let kernel = self.optimizer.kernel();
+        let (encoder_stats, head_stats) = self.stats.split_at_mut(encoder.layout.tensors());
+        backward_with_stats(
             encoder,
             batch,
             &mut self.cache,
             &head_out.d_pooled,
             &mut self.grads,
+            encoder_stats,
+            kernel,
             threads,
         )?;
+        head_stats[0] = tensor_grad_stats(kernel, &head_out.d_weight);
+        head_stats[1] = tensor_grad_stats(kernel, &head_out.d_bias);
         let encoder = &mut self.model.encoder;
         let mut params: Vec<ParamMut<'_, f32>> = encoder
             .layout
@@ -319,7 +333,7 @@ impl Trainer {
             &mut self.model.head.bias,
             &head_out.d_bias,
         ));
-        let report = self.optimizer.step(&mut params)?;
+        let report = self.optimizer.step_with_stats(&mut params, &self.stats)?;
         Ok(StepLog {
             step: report.step,
             loss: head_out.loss,

@@ -8,6 +8,8 @@ use super::math::gelu_grad;
 use super::matmul::{mm, View};
 use super::par;
 use super::{Batch, BertWeights, ModelError, ParamLayout};
+use crate::pool::STATS_BLOCK;
+use crate::{GradStats, Kernel};
 
 /// Mutable views of `grads` at `a` and `b`, `a` before `b` (a weight and its bias, two
 /// LayerNorm tensors: neighbours in the layout).
@@ -49,6 +51,49 @@ pub(crate) struct Scratch {
     /// The pooler's `[batch, hidden]`: its pre-tanh gradient and its input's gradient.
     pooled_dz: Vec<f32>,
     dcls: Vec<f32>,
+    /// Gradient statistics per block of the tensors just finished (see [`stats_of`]).
+    blocks: Vec<GradStats>,
+}
+
+/// Where [`backward_with_stats`] writes each tensor's gradient statistics.
+struct StatsOut<'a> {
+    kernel: Kernel,
+    per_tensor: &'a mut [GradStats],
+}
+
+/// The statistics of the gradients of layout tensors `entries` (final by now, and recently
+/// written) into `out.per_tensor[entries]`: the blocks [`crate::tensor_grad_stats`] sums are cut
+/// over the threads, and each tensor's blocks folded in order, so the bits are the optimizer's.
+fn stats_of(
+    out: &mut StatsOut<'_>,
+    layout: &ParamLayout,
+    grads: &[f32],
+    entries: Range<usize>,
+    blocks: &mut Vec<GradStats>,
+    threads: usize,
+) {
+    let count: usize = entries
+        .clone()
+        .map(|e| layout.entry_range(e).len().div_ceil(STATS_BLOCK))
+        .sum();
+    blocks.clear();
+    blocks.resize(count, GradStats::EMPTY);
+    let kernel = out.kernel;
+    let tasks = entries
+        .clone()
+        .flat_map(|e| grads[layout.entry_range(e)].chunks(STATS_BLOCK))
+        .zip(blocks.iter_mut());
+    par::run(threads, tasks, |(block, slot)| {
+        *slot = kernel.grad_stats(block)
+    });
+    let mut done = blocks.iter();
+    for e in entries {
+        let n = layout.entry_range(e).len().div_ceil(STATS_BLOCK);
+        out.per_tensor[e] = done
+            .by_ref()
+            .take(n)
+            .fold(GradStats::EMPTY, |s, &b| s.then(b));
+    }
 }
 
 /// LayerNorm backward: from dy (per row of width h) to dx, accumulating dγ and dβ. Rows are
@@ -164,6 +209,7 @@ pub fn backward(
         &mut Scratch::default(),
         d_pooled,
         grads,
+        None,
         threads,
     )
 }
@@ -179,7 +225,57 @@ pub fn backward_into(
     threads: usize,
 ) -> Result<(), ModelError> {
     let mut scratch = std::mem::take(&mut cache.scratch);
-    let result = backward_impl(w, batch, cache, &mut scratch, d_pooled, grads, threads);
+    let result = backward_impl(
+        w,
+        batch,
+        cache,
+        &mut scratch,
+        d_pooled,
+        grads,
+        None,
+        threads,
+    );
+    cache.scratch = scratch;
+    result
+}
+
+/// [`backward_into`] that also writes each tensor's gradient statistics (`stats[i]` for the
+/// `i`-th tensor of the layout: [`crate::tensor_grad_stats`] of it with `kernel`), computed as
+/// each layer's gradients are finished and still in cache. With them the optimizer's step
+/// reads every gradient once ([`crate::Optimizer::step_with_stats`]).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with_stats(
+    w: &BertWeights,
+    batch: &Batch,
+    cache: &mut Cache,
+    d_pooled: &[f32],
+    grads: &mut [f32],
+    stats: &mut [GradStats],
+    kernel: Kernel,
+    threads: usize,
+) -> Result<(), ModelError> {
+    if stats.len() != w.layout.tensors() {
+        return Err(ModelError::Input(format!(
+            "backward: {} gradient statistics for {} tensors",
+            stats.len(),
+            w.layout.tensors()
+        )));
+    }
+    let out = StatsOut {
+        kernel,
+        per_tensor: stats,
+    };
+    let mut scratch = std::mem::take(&mut cache.scratch);
+    let result = backward_impl(
+        w,
+        batch,
+        cache,
+        &mut scratch,
+        d_pooled,
+        grads,
+        Some(out),
+        threads,
+    );
     cache.scratch = scratch;
     result
 }
@@ -272,6 +368,7 @@ fn attend_back(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backward_impl(
     w: &BertWeights,
     batch: &Batch,
@@ -279,6 +376,7 @@ fn backward_impl(
     s: &mut Scratch,
     d_pooled: &[f32],
     grads: &mut [f32],
+    mut stats: Option<StatsOut<'_>>,
     threads: usize,
 ) -> Result<(), ModelError> {
     use super::weights::LayerParam as P;
@@ -361,6 +459,10 @@ fn backward_impl(
         for b in 0..bsz {
             s.dx[b * seq * h..b * seq * h + h].copy_from_slice(&s.dcls[b * h..(b + 1) * h]);
         }
+    }
+    if let Some(out) = stats.as_mut() {
+        let pooler = w.layout.tensors() - 2..w.layout.tensors();
+        stats_of(out, &w.layout, grads, pooler, &mut s.blocks, threads);
     }
 
     let layout = &w.layout;
@@ -472,6 +574,10 @@ fn backward_impl(
             };
             lin.backward(dy, dw, db, &mut s.dx, true, threads);
         }
+        if let Some(out) = stats.as_mut() {
+            let entries = layout.layer_entries(l);
+            stats_of(out, layout, grads, entries, &mut s.blocks, threads);
+        }
     }
 
     // Embeddings: dropout, LayerNorm, then the three lookups.
@@ -511,6 +617,10 @@ fn backward_impl(
             dpos[p * h + j] += g[j];
             dtype[t * h + j] += g[j];
         }
+    }
+    if let Some(out) = stats.as_mut() {
+        let entries = layout.embedding_entries();
+        stats_of(out, layout, grads, entries, &mut s.blocks, threads);
     }
     Ok(())
 }

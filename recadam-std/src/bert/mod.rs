@@ -14,7 +14,7 @@ mod par;
 mod tokenize;
 mod weights;
 
-pub use backward::{backward, backward_into};
+pub use backward::{backward, backward_into, backward_with_stats};
 pub use config::BertConfig;
 pub use error::ModelError;
 pub use forward::{

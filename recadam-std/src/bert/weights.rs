@@ -165,6 +165,28 @@ impl ParamLayout {
         self.len == 0
     }
 
+    /// Number of parameters (tensors).
+    pub fn tensors(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The element range of the `i`-th tensor in layout order.
+    pub(crate) fn entry_range(&self, i: usize) -> std::ops::Range<usize> {
+        let (_, shape, offset) = &self.entries[i];
+        *offset..offset + shape.iter().product::<usize>()
+    }
+
+    /// The tensors (layout indices) of encoder layer `l`.
+    pub(crate) fn layer_entries(&self, l: usize) -> std::ops::Range<usize> {
+        let first = EMBEDDING_PARAMS + LAYER_PARAMS.len() * l;
+        first..first + LAYER_PARAMS.len()
+    }
+
+    /// The embeddings' tensors (layout indices): the first ones.
+    pub(crate) fn embedding_entries(&self) -> std::ops::Range<usize> {
+        0..EMBEDDING_PARAMS
+    }
+
     /// `(name, shape, offset)` of every parameter, in buffer order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &[usize], usize)> {
         self.entries
