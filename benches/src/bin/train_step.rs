@@ -3,7 +3,10 @@
 //! backward, and a RecAdam step over every parameter, for batch 16 × 128 and 32 × 64, at 1 and
 //! 2 threads. Tokens per second, the optimizer's share of the step, and peak resident memory.
 //!
-//!     cargo run --release -p benches --bin train_step -- --model DIR [--json]
+//!     cargo run --release -p benches --bin train_step -- --model DIR [--json] [--two-pass]
+//!
+//! The optimizer step is the trainer's one-pass step (the backward pass writes the gradient
+//! statistics); `--two-pass` times the plain `step`, which reads the gradients for them again.
 //!
 //! Each configuration runs in a child process of its own, so its peak memory is its own.
 
@@ -13,9 +16,12 @@ use std::time::Instant;
 
 use recadam_core::{Annealing, RecAdamConfig};
 use recadam_std::bert::{
-    backward_into, forward_into, Batch, BertWeights, Cache, Head, Pass, Targets,
+    backward_with_stats, forward_into, Batch, BertWeights, Cache, Head, Pass, Targets,
 };
-use recadam_std::{Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut, Selector};
+use recadam_std::{
+    tensor_grad_stats, GradStats, Group, LinearWarmupDecay, Optimizer, Options, ParamId, ParamMut,
+    Selector,
+};
 use serde_json::json;
 
 const CONFIGS: [(usize, usize); 2] = [(16, 128), (32, 64)];
@@ -66,7 +72,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 /// Runs one configuration and prints its result line.
-fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
+fn run(model: &str, (batch, seq, threads): (usize, usize, usize), json_out: bool, two_pass: bool) {
     let (mut weights, _) = BertWeights::from_folder(model).expect("model folder");
     let pretrained = weights.data.clone();
     let h = weights.config.hidden_size;
@@ -141,6 +147,7 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
     ];
 
     let mut grads = vec![0.0f32; weights.layout.len()];
+    let mut stats = vec![GradStats::EMPTY; weights.layout.tensors() + 2];
     let mut cache = Cache::new();
     let (mut total, mut in_optimizer) = (0.0f64, 0.0f64);
     // Bytes allocated in the timed steps: by the model's passes, the head, the optimizer.
@@ -160,15 +167,21 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
             .expect("targets fit the head");
         let a2 = allocated();
         grads.fill(0.0);
-        backward_into(
+        // The trainer's one-pass step: the backward pass writes each gradient's statistics.
+        let (encoder_stats, head_stats) = stats.split_at_mut(layout.tensors());
+        backward_with_stats(
             &weights,
             &data,
             &mut cache,
             &head_out.d_pooled,
             &mut grads,
+            encoder_stats,
+            kernel,
             threads,
         )
         .expect("buffers of the batch and model");
+        head_stats[0] = tensor_grad_stats(kernel, &head_out.d_weight);
+        head_stats[1] = tensor_grad_stats(kernel, &head_out.d_bias);
         let a3 = allocated();
         let opt_start = Instant::now();
         let mut params: Vec<ParamMut<'_, f32>> = layout
@@ -189,7 +202,12 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
             &head_out.d_weight,
         ));
         params.push(ParamMut::new(head_ids[1], &mut head.bias, &head_out.d_bias));
-        opt.step(&mut params).expect("finite gradients");
+        if two_pass {
+            opt.step(&mut params).expect("finite gradients");
+        } else {
+            opt.step_with_stats(&mut params, &stats)
+                .expect("finite gradients");
+        }
         if step > 0 {
             // step 0 warms caches, the thread pool and the workspace
             in_optimizer += opt_start.elapsed().as_secs_f64();
@@ -207,7 +225,7 @@ fn run(model: &str, batch: usize, seq: usize, threads: usize, json_out: bool) {
             "{}",
             json!({"side": "recadam", "batch": batch, "seq": seq, "threads": threads,
                    "tokens_per_s": tokens_per_s, "optimizer_share": share, "peak_rss_mb": rss,
-                   "step_s": total / STEPS as f64,
+                   "step_s": total / STEPS as f64, "one_pass": !two_pass,
                    "allocated_per_step": {"model": model_bytes / STEPS as u64,
                                           "head": head_bytes / STEPS as u64,
                                           "optimizer": opt_bytes / STEPS as u64}})
@@ -233,18 +251,16 @@ fn main() {
             .cloned()
     };
     let json_out = args.iter().any(|a| a == "--json");
+    let two_pass = args.iter().any(|a| a == "--two-pass");
     let Some(model) = value("--model") else {
-        eprintln!("usage: train_step --model DIR [--json]   (DIR from scripts/fetch-minilm.sh)");
+        eprintln!(
+            "usage: train_step --model DIR [--json] [--two-pass]   (DIR from scripts/fetch-minilm.sh)"
+        );
         std::process::exit(2);
     };
     if let (Some(b), Some(s), Some(t)) = (value("--batch"), value("--seq"), value("--threads")) {
-        run(
-            &model,
-            b.parse().unwrap(),
-            s.parse().unwrap(),
-            t.parse().unwrap(),
-            json_out,
-        );
+        let shape = (b.parse().unwrap(), s.parse().unwrap(), t.parse().unwrap());
+        run(&model, shape, json_out, two_pass);
         return;
     }
     let exe = std::env::current_exe().expect("own path");
@@ -263,6 +279,9 @@ fn main() {
             ]);
             if json_out {
                 cmd.arg("--json");
+            }
+            if two_pass {
+                cmd.arg("--two-pass");
             }
             let status = cmd.status().expect("run a configuration");
             if !status.success() {
