@@ -10,6 +10,9 @@
 //! `ratio_to_two_reads` compares it with the stream followed by one read of the gradients: the
 //! memory traffic of the step itself. The three are timed in alternating batches and each
 //! ratio is the median of the ratios within a round (see `benches::time_interleaved`).
+//! `one_pass_ratio` is the trainer's one-pass step (`Optimizer::step_with_stats`, the gradient
+//! statistics computed beforehand as the backward pass does while writing them) against the
+//! stream, timed in the same rounds.
 //! `c_abi_ns_per_param` and `c_abi_speed` are the same step through librecadam's C interface
 //! (`recadam_step` over the same tensors; speed = Rust step time / C step time), timed in the
 //! same rounds.
@@ -20,7 +23,10 @@ use std::time::Duration;
 use benches::{gbps, time_interleaved};
 use recadam_core::{Annealing, RecAdamConfig, Slices};
 use recadam_simd::Kernel;
-use recadam_std::{align_up, Group, NonFiniteGuard, Optimizer, Options, ParamId, ParamMut};
+use recadam_std::{
+    align_up, tensor_grad_stats, GradStats, Group, NonFiniteGuard, Optimizer, Options, ParamId,
+    ParamMut,
+};
 use serde_json::json;
 
 /// BERT-base-like tensor shapes (embeddings, then encoder layers) adding up to exactly `total`.
@@ -316,15 +322,32 @@ fn main() {
         // there (clipping aside, which the C interface leaves to the caller: one multiply in the
         // step's scalars, no pass over memory).
         let c_opt = CStep::new(&opt, &m, &mut c_values, threads, guard_off);
-        let mut step = || {
+        // The gradients do not change between steps, so their statistics are computed once:
+        // in the trainer the backward pass computes them while it writes the gradients.
+        let stats: Vec<GradStats> = m
+            .grads
+            .iter()
+            .map(|g| tensor_grad_stats(opt.kernel(), g))
+            .collect();
+        let opt = RefCell::new(opt);
+        let model = RefCell::new(&mut m.values);
+        let grads = &m.grads;
+        let step_with = |known: Option<&[GradStats]>| {
+            let mut values = model.borrow_mut();
             let mut params: Vec<ParamMut<'_, f32>> = ids
                 .iter()
-                .zip(m.values.iter_mut())
-                .zip(&m.grads)
+                .zip(values.iter_mut())
+                .zip(grads)
                 .map(|((&id, value), grad)| ParamMut::new(id, value, grad))
                 .collect();
-            opt.step(&mut params).unwrap();
+            let mut opt = opt.borrow_mut();
+            match known {
+                Some(stats) => opt.step_with_stats(&mut params, stats).unwrap(),
+                None => opt.step(&mut params).unwrap(),
+            };
         };
+        let mut step = || step_with(None);
+        let mut one_pass_step = || step_with(Some(&stats));
         let limit_buffers = RefCell::new((&mut limit_model, &mut limit_state));
         let limit = || {
             let (model, state) = &mut *limit_buffers.borrow_mut();
@@ -333,7 +356,7 @@ fn main() {
         let mut limit_alone = limit;
         let mut limit_and_read = || {
             limit();
-            read_grads(kernel, &m.grads, threads);
+            read_grads(kernel, grads, threads);
         };
         let mut c_step = || c_opt.step();
         let timing = time_interleaved(
@@ -342,6 +365,7 @@ fn main() {
                 &mut limit_alone,
                 &mut limit_and_read,
                 &mut c_step,
+                &mut one_pass_step,
             ],
             Duration::from_millis(300),
             9,
@@ -351,6 +375,8 @@ fn main() {
         let (ratio, ratio_to_two_reads) = (timing.relative_speed[1], timing.relative_speed[2]);
         // Rust step time / C step time: 1 when the C entry points cost nothing.
         let c_abi_speed = 1.0 / timing.relative_speed[3];
+        // The one-pass step's speed relative to the stream (the ratio of its two paired medians).
+        let one_pass_ratio = timing.relative_speed[1] / timing.relative_speed[4];
         if json {
             println!(
                 "{}",
@@ -359,14 +385,15 @@ fn main() {
                     "gbps": g, "limit_gbps": lg, "ratio": ratio,
                     "ratio_to_two_reads": ratio_to_two_reads, "backend": kernel.backend().name(),
                     "c_abi_ns_per_param": timing.seconds[3] * 1e9 / total as f64,
-                    "c_abi_speed": c_abi_speed,
+                    "c_abi_speed": c_abi_speed, "one_pass_ratio": one_pass_ratio,
                 })
             );
         } else {
             println!(
                 "threads {threads}: {:.1} ms/step, {:.3} ns/param, {g:.1} GB/s, limit {lg:.1} GB/s, \
                  ratio {ratio:.3}, ratio to the limit plus a read of the gradients {ratio_to_two_reads:.3}, \
-                 through the C interface {:.3} ns/param (speed relative to Rust {c_abi_speed:.3})",
+                 through the C interface {:.3} ns/param (speed relative to Rust {c_abi_speed:.3}), \
+                 one-pass step (statistics known) to the stream {one_pass_ratio:.3}",
                 step_time * 1e3,
                 step_time * 1e9 / total as f64,
                 timing.seconds[3] * 1e9 / total as f64,
