@@ -2,13 +2,16 @@
 
 ``recadam.RecAdam`` is a drop-in for the official ``RecAdam.py`` as a ``torch.optim.Optimizer``;
 ``recadam.NumpyRecAdam`` steps numpy arrays (for JAX and numpy users; no torch needed);
-``recadam.param_groups`` builds the official GLUE script's four groups.
+``recadam.param_groups`` builds the official GLUE script's four groups;
+``recadam.deepspeed_config`` makes a DeepSpeed config run ``RecAdam`` as ZeRO-Offload's CPU
+optimizer.
 """
 
 from ._recadam import __version__, backends
 from ._numpy import NumpyRecAdam
+from ._deepspeed import deepspeed_config
 
-__all__ = ["RecAdam", "NumpyRecAdam", "param_groups", "backends", "__version__"]
+__all__ = ["RecAdam", "NumpyRecAdam", "param_groups", "deepspeed_config", "backends", "__version__"]
 
 
 def __getattr__(name):
