@@ -182,6 +182,20 @@ fn optimizer() -> (Optimizer<'static, f32>, Vec<recadam_std::ParamId>) {
     (opt, ids)
 }
 
+/// Each value tensor with its gradient, under its handle.
+fn param_muts<'a>(
+    values: &'a mut [Vec<f32>],
+    grads: &'a [Vec<f32>],
+    ids: &[recadam_std::ParamId],
+) -> Vec<ParamMut<'a, f32>> {
+    values
+        .iter_mut()
+        .zip(grads)
+        .zip(ids)
+        .map(|((v, g), &id)| ParamMut::new(id, v, g))
+        .collect()
+}
+
 fn data(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut rng = Rng::new(seed);
     let mut draw = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>();
@@ -197,23 +211,13 @@ fn a_step_with_statistics_is_a_plain_step() {
     let (mut v1, grads) = data(4);
     let mut v2 = v1.clone();
     for _ in 0..3 {
-        let mut params: Vec<ParamMut<'_, f32>> = v1
-            .iter_mut()
-            .zip(&grads)
-            .zip(&ids)
-            .map(|((v, g), &id)| ParamMut::new(id, v, g))
-            .collect();
+        let mut params = param_muts(&mut v1, &grads, &ids);
         let r1 = plain.step(&mut params).unwrap();
         let stats: Vec<GradStats> = grads
             .iter()
             .map(|g| tensor_grad_stats(kernel(), g))
             .collect();
-        let mut params: Vec<ParamMut<'_, f32>> = v2
-            .iter_mut()
-            .zip(&grads)
-            .zip(&ids2)
-            .map(|((v, g), &id)| ParamMut::new(id, v, g))
-            .collect();
+        let mut params = param_muts(&mut v2, &grads, &ids2);
         let r2 = one_pass.step_with_stats(&mut params, &stats).unwrap();
         assert!(r1.grad_scale < 1.0, "clipping is not exercised");
         assert_eq!(r1, r2);
@@ -230,12 +234,7 @@ fn a_step_with_bad_statistics_changes_nothing() {
     opt.set_guard(NonFiniteGuard::Refuse);
     let (mut values, grads) = data(5);
     let before = values.clone();
-    let mut params: Vec<ParamMut<'_, f32>> = values
-        .iter_mut()
-        .zip(&grads)
-        .zip(&ids)
-        .map(|((v, g), &id)| ParamMut::new(id, v, g))
-        .collect();
+    let mut params = param_muts(&mut values, &grads, &ids);
     let err = opt
         .step_with_stats(&mut params, &[GradStats::EMPTY; 2])
         .unwrap_err();

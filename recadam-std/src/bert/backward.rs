@@ -224,19 +224,7 @@ pub fn backward_into(
     grads: &mut [f32],
     threads: usize,
 ) -> Result<(), ModelError> {
-    let mut scratch = std::mem::take(&mut cache.scratch);
-    let result = backward_impl(
-        w,
-        batch,
-        cache,
-        &mut scratch,
-        d_pooled,
-        grads,
-        None,
-        threads,
-    );
-    cache.scratch = scratch;
-    result
+    backward_cached(w, batch, cache, d_pooled, grads, None, threads)
 }
 
 /// [`backward_into`] that also writes each tensor's gradient statistics (`stats[i]` for the
@@ -265,6 +253,19 @@ pub fn backward_with_stats(
         kernel,
         per_tensor: stats,
     };
+    backward_cached(w, batch, cache, d_pooled, grads, Some(out), threads)
+}
+
+/// The backward pass with the scratch buffers the cache keeps between steps.
+fn backward_cached(
+    w: &BertWeights,
+    batch: &Batch,
+    cache: &mut Cache,
+    d_pooled: &[f32],
+    grads: &mut [f32],
+    stats: Option<StatsOut<'_>>,
+    threads: usize,
+) -> Result<(), ModelError> {
     let mut scratch = std::mem::take(&mut cache.scratch);
     let result = backward_impl(
         w,
@@ -273,7 +274,7 @@ pub fn backward_with_stats(
         &mut scratch,
         d_pooled,
         grads,
-        Some(out),
+        stats,
         threads,
     );
     cache.scratch = scratch;
