@@ -1,8 +1,10 @@
 """DeepSpeed ZeRO-Offload (ZeRO stage 1 and 2, optimizer offloaded to the CPU) with
 recadam.RecAdam as its client optimizer, for real, on DeepSpeed's CPU accelerator (gloo, one
-process): 20 steps of a tiny BERT through ``deepspeed.initialize`` against the same 20 steps through recadam.RecAdam in
-a plain torch loop, and a DeepSpeed checkpoint saved at step 10 and resumed."""
+process): 20 steps of a tiny BERT through ``deepspeed.initialize`` against the same 20 steps
+through recadam.RecAdam in a plain torch loop, a DeepSpeed checkpoint saved at step 10 and
+resumed, and benches/gpu/zero_offload.py end to end with ``--tiny``."""
 
+import math
 import os
 import socket
 
@@ -149,3 +151,23 @@ def test_a_repartitioned_group_is_a_typed_error():
     with pytest.raises(TypeError, match="exp_avg"):
         opt.step()
     assert torch.equal(q, torch.zeros(4))
+
+
+def test_the_gpu_benchmark_runs_end_to_end_on_the_cpu():
+    # benches/gpu/zero_offload.py --tiny, so that the script a GPU user runs cannot rot.
+    # DeepSpeedCPUAdam is left out here: its JIT build alone takes minutes of CI.
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benches/gpu/zero_offload.py"), "--tiny", "--json", "--optimizers", "recadam,official"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "MASTER_PORT": _free_port()},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["optimizer"] for r in rows] == ["recadam", "official"]
+    for r in rows:
+        assert r["tokens_per_s"] > 0 and r["optimizer_ms_per_step"] > 0 and math.isfinite(r["final_loss"])
