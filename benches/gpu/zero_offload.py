@@ -16,7 +16,9 @@ import argparse
 import json
 import math
 import os
+import pathlib
 import socket
+import sys
 import time
 
 import torch
@@ -35,11 +37,16 @@ import transformers  # noqa: E402
 
 import recadam  # noqa: E402
 
+# The official algorithm, written once for the benchmarks.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+from optimizer_step import official_step  # noqa: E402
+
 
 class OfficialRecAdam(torch.optim.Optimizer):
-    """The official RecAdam.py's update, per tensor in torch ops as that file writes it; θ* is
-    each (flat) parameter's value at its first step, since DeepSpeed hands the optimizer flat
-    partitions that no list of pretrained tensors matches."""
+    """The official RecAdam.py's update as a torch optimizer: ``official_step`` of
+    benches/python/optimizer_step.py, per tensor in torch ops. θ* is each (flat) parameter's
+    value at its first step, since DeepSpeed hands the optimizer flat partitions that no list of
+    pretrained tensors matches."""
 
     def __init__(self, params, lr, anneal_k, anneal_t0, anneal_w=1.0, pretrain_cof=5000.0, weight_decay=0.0, eps=1e-6):
         defaults = dict(lr=lr, betas=(0.9, 0.999), eps=eps, weight_decay=weight_decay, anneal_k=anneal_k,
@@ -49,23 +56,9 @@ class OfficialRecAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p), pp=p.detach().clone())
-                beta1, beta2 = group["betas"]
-                st["step"] += 1
-                st["exp_avg"].mul_(beta1).add_(p.grad, alpha=1.0 - beta1)
-                st["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
-                denom = st["exp_avg_sq"].sqrt().add_(group["eps"])
-                step_size = group["lr"] * math.sqrt(1.0 - beta2 ** st["step"]) / (1.0 - beta1 ** st["step"])
-                lam = group["anneal_w"] / (1.0 + math.exp(-group["anneal_k"] * (st["step"] - group["anneal_t0"])))
-                p.addcdiv_(st["exp_avg"], denom, value=-step_size * lam)
-                p.add_(p - st["pp"], alpha=-group["lr"] * (group["anneal_w"] - lam) * group["pretrain_cof"])
-                if group["weight_decay"] > 0.0:
-                    p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+            if "pretrain_params" not in group:
+                group["pretrain_params"] = [p.detach().clone() for p in group["params"]]
+        official_step(self.param_groups, self.state)
 
 
 def model_config(tiny):

@@ -45,7 +45,9 @@ def official_step(groups, state):
     for group in groups:
         for p, pp in zip(group["params"], group["pretrain_params"]):
             grad = p.grad
-            st = state.setdefault(p, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
+            st = state.get(p)
+            if not st:  # absent, or the empty entry of torch's state defaultdict
+                st = state[p] = {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
             exp_avg, exp_avg_sq = st["exp_avg"], st["exp_avg_sq"]
             beta1, beta2 = group["betas"]
             st["step"] += 1
