@@ -116,6 +116,22 @@ pub struct Interleaved {
     /// For each function k, the median over rounds of (k's time / the first function's time)
     /// within a round: the first function's speed relative to k's (1.0 for k = 0).
     pub relative_speed: Vec<f64>,
+    /// Seconds per call of each function, one sample per round.
+    pub samples: Vec<Vec<f64>>,
+}
+
+impl Interleaved {
+    /// The median over rounds of (function `slow`'s time / function `fast`'s time) within a
+    /// round: how many times faster `fast` ran than `slow`.
+    pub fn speedup(&self, fast: usize, slow: usize) -> f64 {
+        median(
+            self.samples[slow]
+                .iter()
+                .zip(&self.samples[fast])
+                .map(|(s, f)| s / f)
+                .collect(),
+        )
+    }
 }
 
 /// Times `fs` in alternating batches of about `batch` each, forwards then backwards (0 1 2,
@@ -145,6 +161,7 @@ pub fn time_interleaved(
             .iter()
             .map(|s| median(s.iter().zip(&samples[0]).map(|(t, t0)| t / t0).collect()))
             .collect(),
+        samples,
     }
 }
 

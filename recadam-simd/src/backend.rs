@@ -236,8 +236,16 @@ macro_rules! simd_element {
                     Backend::Avx512 => {
                         #[target_feature(enable = "avx512f")]
                         unsafe fn run(s: &StepScalars<$elem>, slices: Slices<'_, $elem>) {
-                            // SAFETY: this function has the features of these lanes.
-                            unsafe { crate::kernel::update_body::<crate::x86::$avx512>(s, slices) }
+                            let arrays = crate::kernel::Pointers::of(slices);
+                            // SAFETY: this function has the features of both lanes (AVX-512F
+                            // implies AVX2 and FMA); the arrays come from the live slices.
+                            unsafe {
+                                if arrays.share_offset(64) {
+                                    crate::kernel::update_arrays::<crate::x86::$avx512>(s, arrays)
+                                } else {
+                                    crate::kernel::update_arrays::<crate::x86::$avx2>(s, arrays)
+                                }
+                            }
                         }
                         // SAFETY: a Kernel only holds a backend the CPU was found to support.
                         unsafe { run(s, slices) }
@@ -268,8 +276,15 @@ macro_rules! simd_element {
                     Backend::Avx512 => {
                         #[target_feature(enable = "avx512f")]
                         unsafe fn run(slices: Slices<'_, $elem>) {
-                            // SAFETY: this function has the features of these lanes.
-                            unsafe { crate::kernel::stream_body::<crate::x86::$avx512>(slices) }
+                            let arrays = crate::kernel::Pointers::of(slices);
+                            // SAFETY: as for the update above.
+                            unsafe {
+                                if arrays.share_offset(64) {
+                                    crate::kernel::stream_arrays::<crate::x86::$avx512>(arrays)
+                                } else {
+                                    crate::kernel::stream_arrays::<crate::x86::$avx2>(arrays)
+                                }
+                            }
                         }
                         // SAFETY: a Kernel only holds a backend the CPU was found to support.
                         unsafe { run(slices) }
@@ -343,7 +358,7 @@ macro_rules! simd_element {
 simd_element!(f32, avx512 = Avx512F32, avx2 = Avx2F32, neon = NeonF32);
 simd_element!(f64, avx512 = Avx512F64, avx2 = Avx2F64, neon = NeonF64);
 
-/// The streaming reference on one element at a time (scalar backend, and vector tails).
+/// The streaming reference on one element at a time (the scalar backend).
 pub(crate) fn scalar_stream<T: Element>(slices: Slices<'_, T>) {
     let (p, g, m, v, pp) = slices.into_parts();
     let Some(pp) = pp else { return };

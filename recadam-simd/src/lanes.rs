@@ -23,6 +23,17 @@ pub(crate) trait Lanes: Copy {
     /// # Safety
     /// `ptr..ptr + N` must be writable.
     unsafe fn store(self, ptr: *mut Self::Elem);
+    /// Loads the first `count` elements (`count < N`), zero in the other lanes, and reads no
+    /// memory beyond them: the vectors at the two ends of a slice.
+    ///
+    /// # Safety
+    /// `ptr..ptr + count` must be readable.
+    unsafe fn load_first(ptr: *const Self::Elem, count: usize) -> Self;
+    /// Stores lanes `0..count` (`count < N`) and writes no memory beyond them.
+    ///
+    /// # Safety
+    /// `ptr..ptr + count` must be writable.
+    unsafe fn store_first(self, ptr: *mut Self::Elem, count: usize);
     fn splat(x: Self::Elem) -> Self;
     fn add(self, b: Self) -> Self;
     fn sub(self, b: Self) -> Self;

@@ -4,8 +4,8 @@
 //! (chosen at run time, so one binary runs the best path of any x86_64 CPU and never faults on an
 //! older one) and NEON on aarch64. Every backend gives exactly the bits of the scalar reference
 //! `recadam_core::update`, for every length and alignment: the same operations in the same order,
-//! fused multiply-adds at the same four places, correctly rounded square root and division, and
-//! the reference itself for the tail.
+//! fused multiply-adds at the same four places, correctly rounded square root and division, on
+//! every lane of every vector (the two ends of a slice are partial vectors).
 //!
 //! ```
 //! use recadam_core::{RecAdamConfig, Slices, StepScalars};

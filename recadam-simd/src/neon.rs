@@ -30,6 +30,19 @@ macro_rules! wide_lanes {
                 unsafe { ptr.cast::<[$elem; $n]>().write_unaligned(self.0.to_array()) }
             }
             #[inline(always)]
+            unsafe fn load_first(ptr: *const $elem, count: usize) -> Self {
+                let mut lanes = [0.0; $n];
+                // SAFETY: the caller guarantees `count` (< N) readable elements.
+                unsafe { core::ptr::copy_nonoverlapping(ptr, lanes.as_mut_ptr(), count) };
+                $name(<$vec>::from(lanes))
+            }
+            #[inline(always)]
+            unsafe fn store_first(self, ptr: *mut $elem, count: usize) {
+                let lanes = self.0.to_array();
+                // SAFETY: the caller guarantees `count` (< N) writable elements.
+                unsafe { core::ptr::copy_nonoverlapping(lanes.as_ptr(), ptr, count) };
+            }
+            #[inline(always)]
             fn splat(x: $elem) -> Self {
                 $name(<$vec>::splat(x))
             }

@@ -13,7 +13,10 @@ use crate::lanes::{Lanes, WideLanes};
 macro_rules! x86_lanes {
     (
         $name:ident, $vec:ty, $elem:ty, $n:expr, feature = $feature:literal,
-        load = $load:ident, store = $store:ident, set1 = $set1:ident,
+        load = $load:ident, store = $store:ident,
+        load_first = |$lp:ident, $lc:ident| $load_first:expr,
+        store_first = |$sp:ident, $sc:ident, $sv:ident| $store_first:expr,
+        set1 = $set1:ident,
         add = $add:ident, sub = $sub:ident, mul = $mul:ident, div = $div:ident,
         sqrt = $sqrt:ident, fmadd = $fmadd:ident,
         abs = |$a:ident| $abs:expr,
@@ -41,6 +44,19 @@ macro_rules! x86_lanes {
             unsafe fn store(self, ptr: *mut $elem) {
                 // SAFETY: the caller guarantees N writable elements; storeu has no alignment need.
                 unsafe { $store(ptr, self.0) }
+            }
+            #[inline(always)]
+            unsafe fn load_first($lp: *const $elem, $lc: usize) -> Self {
+                // SAFETY: the caller guarantees `count` (< N) readable elements; the masked
+                // load reads only those (masked-off lanes are not accessed and cannot fault).
+                unsafe { $name($load_first) }
+            }
+            #[inline(always)]
+            unsafe fn store_first(self, $sp: *mut $elem, $sc: usize) {
+                let $sv = self.0;
+                // SAFETY: the caller guarantees `count` (< N) writable elements; the masked
+                // store writes only those.
+                unsafe { $store_first }
             }
             #[inline(always)]
             fn splat(x: $elem) -> Self {
@@ -107,6 +123,8 @@ x86_lanes!(
     feature = "avx512f",
     load = _mm512_loadu_ps,
     store = _mm512_storeu_ps,
+    load_first = |p, count| _mm512_maskz_loadu_ps(first_lanes_16(count), p),
+    store_first = |p, count, v| _mm512_mask_storeu_ps(p, first_lanes_16(count), v),
     set1 = _mm512_set1_ps,
     add = _mm512_add_ps,
     sub = _mm512_sub_ps,
@@ -127,6 +145,8 @@ x86_lanes!(
     feature = "avx512f",
     load = _mm512_loadu_pd,
     store = _mm512_storeu_pd,
+    load_first = |p, count| _mm512_maskz_loadu_pd(first_lanes_8(count), p),
+    store_first = |p, count, v| _mm512_mask_storeu_pd(p, first_lanes_8(count), v),
     set1 = _mm512_set1_pd,
     add = _mm512_add_pd,
     sub = _mm512_sub_pd,
@@ -147,6 +167,8 @@ x86_lanes!(
     feature = "avx2,fma",
     load = _mm256_loadu_ps,
     store = _mm256_storeu_ps,
+    load_first = |p, count| _mm256_maskload_ps(p, first_lanes_8x32(count)),
+    store_first = |p, count, v| _mm256_maskstore_ps(p, first_lanes_8x32(count), v),
     set1 = _mm256_set1_ps,
     add = _mm256_add_ps,
     sub = _mm256_sub_ps,
@@ -167,6 +189,8 @@ x86_lanes!(
     feature = "avx2,fma",
     load = _mm256_loadu_pd,
     store = _mm256_storeu_pd,
+    load_first = |p, count| _mm256_maskload_pd(p, first_lanes_4x64(count)),
+    store_first = |p, count, v| _mm256_maskstore_pd(p, first_lanes_4x64(count), v),
     set1 = _mm256_set1_pd,
     add = _mm256_add_pd,
     sub = _mm256_sub_pd,
@@ -178,6 +202,48 @@ x86_lanes!(
     all_le = |x, y| _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LE_OQ>(x, y)) == 0xF,
     all_lt = |x, y| _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(x, y)) == 0xF,
 );
+
+/// The mask of lanes `0..count` of 16 (`count < 16`).
+#[inline(always)]
+fn first_lanes_16(count: usize) -> __mmask16 {
+    ((1u32 << count) - 1) as __mmask16
+}
+
+/// The mask of lanes `0..count` of 8 (`count < 8`).
+#[inline(always)]
+fn first_lanes_8(count: usize) -> __mmask8 {
+    ((1u32 << count) - 1) as __mmask8
+}
+
+/// AVX2's mask of lanes `0..count` of 8 × 32 bits: all ones (the sign bit set) in those lanes.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn first_lanes_8x32(count: usize) -> __m256i {
+    // SAFETY: AVX2, as the caller guarantees.
+    unsafe {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(count as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+}
+
+/// AVX2's mask of lanes `0..count` of 4 × 64 bits.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn first_lanes_4x64(count: usize) -> __m256i {
+    // SAFETY: AVX2, as the caller guarantees.
+    unsafe {
+        _mm256_cmpgt_epi64(
+            _mm256_set1_epi64x(count as i64),
+            _mm256_setr_epi64x(0, 1, 2, 3),
+        )
+    }
+}
 
 impl WideLanes for Avx512F64 {
     #[inline(always)]

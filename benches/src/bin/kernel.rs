@@ -4,15 +4,17 @@
 //!     cargo run --release -p benches --bin kernel            # a table
 //!     cargo run --release -p benches --bin kernel -- --json  # one JSON object per (backend, n)
 //!
-//! Besides the fields `backend`, `n`, `threads`, `ns_per_param`, `gbps`, `limit_gbps`, `ratio`,
-//! each line has `subnormal_ns_per_param` (the same kernel at a step whose Adam scalar is
-//! subnormal) and `c_ns_per_param` (a plain C loop, gcc -O3 -march=native -fno-math-errno).
+//! The streaming kernel, a plain C loop (gcc -O3 -march=native -fno-math-errno) and every
+//! backend run in alternation (`time_interleaved`, 9 rounds below 2^24, 3 above); `ratio` (ours
+//! against the stream) and `speed_vs_c` (the C loop's time over ours) are medians of ratios taken
+//! within a round. Besides those and `backend`, `n`, `threads`, `ns_per_param`, `gbps`,
+//! `limit_gbps`, each line has `subnormal_ns_per_param` (the same kernel at a step whose Adam
+//! scalar is subnormal, timed after the rounds) and `c_ns_per_param`.
 
 use std::time::Duration;
 
 use benches::{
-    c_update, config, gbps, time_kernel, time_per_call, time_stream, Buffers, NORMAL_STEP,
-    SUBNORMAL_STEP,
+    c_update, config, gbps, time_interleaved, time_kernel, Buffers, NORMAL_STEP, SUBNORMAL_STEP,
 };
 use recadam_core::StepScalars;
 use recadam_simd::{Backend, Kernel};
@@ -45,30 +47,57 @@ fn main() {
             best.backend()
         );
         println!(
-            "{:>8} {:>9} {:>10} {:>8} {:>10} {:>7} {:>14} {:>10}",
-            "backend", "n", "ns/param", "GB/s", "limit GB/s", "ratio", "subnormal ns/p", "C ns/p"
+            "{:>8} {:>9} {:>10} {:>8} {:>10} {:>7} {:>14} {:>10} {:>7}",
+            "backend",
+            "n",
+            "ns/param",
+            "GB/s",
+            "limit GB/s",
+            "ratio",
+            "subnormal ns/p",
+            "C ns/p",
+            "vs C"
         );
     }
     for e in exponents {
         let n = 1usize << e;
-        let (batch, batches) = if n >= 1 << 24 {
+        let (batch, rounds) = if n >= 1 << 24 {
             (Duration::from_millis(150), 3)
         } else {
-            (Duration::from_millis(40), 5)
+            (Duration::from_millis(40), 9)
         };
-        let pristine = Buffers::new(n);
-        let mut buffers = pristine.clone();
-        let limit = time_stream(best, &mut buffers, batch, batches);
         let config = config();
         let scalars = StepScalars::<f32>::new(&config, NORMAL_STEP, config.lr).unwrap();
-        buffers.reset_from(&pristine);
-        let c = time_per_call(|| c_update(&scalars, &mut buffers), batch, batches);
-        for &backend in &backends {
-            let kernel = Kernel::new(backend).unwrap();
+        let pristine = Buffers::new(n);
+        // The stream, the C loop and each backend alternate in rounds (time_interleaved), each
+        // on buffers of its own: the ratios compare runs a few milliseconds apart.
+        let mut stream_buffers = pristine.clone();
+        let mut c_buffers = pristine.clone();
+        let mut kernel_buffers: Vec<(Kernel, Buffers)> = backends
+            .iter()
+            .map(|&b| (Kernel::new(b).unwrap(), pristine.clone()))
+            .collect();
+        let mut stream = || best.stream(stream_buffers.slices());
+        let mut c_loop = || c_update(&scalars, &mut c_buffers);
+        let mut kernels: Vec<Box<dyn FnMut() + '_>> = kernel_buffers
+            .iter_mut()
+            .map(|(kernel, buffers)| {
+                let (kernel, scalars) = (*kernel, &scalars);
+                Box::new(move || kernel.update(scalars, buffers.slices())) as Box<dyn FnMut()>
+            })
+            .collect();
+        let mut fs: Vec<&mut dyn FnMut()> = vec![&mut stream, &mut c_loop];
+        fs.extend(kernels.iter_mut().map(|f| &mut **f as &mut dyn FnMut()));
+        let timing = time_interleaved(&mut fs, batch, rounds);
+        drop(fs);
+        drop(kernels);
+        let (limit, c) = (timing.seconds[0], timing.seconds[1]);
+        for (k, (kernel, buffers)) in kernel_buffers.iter_mut().enumerate() {
+            let (t, backend) = (timing.seconds[2 + k], kernel.backend());
+            let ratio = 1.0 / timing.speedup(0, 2 + k); // stream time / ours
+            let vs_c = timing.speedup(2 + k, 1); // C time / ours
             buffers.reset_from(&pristine);
-            let t = time_kernel(kernel, &mut buffers, NORMAL_STEP, batch, batches);
-            buffers.reset_from(&pristine);
-            let sub = time_kernel(kernel, &mut buffers, SUBNORMAL_STEP, batch, batches);
+            let sub = time_kernel(*kernel, buffers, SUBNORMAL_STEP, batch, 5);
             let (ns, sub_ns, c_ns) = (t * 1e9 / n as f64, sub * 1e9 / n as f64, c * 1e9 / n as f64);
             let (g, lg) = (gbps(n, t), gbps(n, limit));
             if json {
@@ -76,21 +105,23 @@ fn main() {
                     "{}",
                     json!({
                         "backend": backend.name(), "n": n, "threads": 1,
-                        "ns_per_param": ns, "gbps": g, "limit_gbps": lg, "ratio": g / lg,
+                        "ns_per_param": ns, "gbps": g, "limit_gbps": lg, "ratio": ratio,
                         "subnormal_ns_per_param": sub_ns, "c_ns_per_param": c_ns,
+                        "speed_vs_c": vs_c, "rounds": rounds,
                     })
                 );
             } else {
                 println!(
-                    "{:>8} {:>9} {:>10.3} {:>8.2} {:>10.2} {:>7.3} {:>14.3} {:>10.3}",
+                    "{:>8} {:>9} {:>10.3} {:>8.2} {:>10.2} {:>7.3} {:>14.3} {:>10.3} {:>7.3}",
                     backend.name(),
                     format!("2^{e}"),
                     ns,
                     g,
                     lg,
-                    g / lg,
+                    ratio,
                     sub_ns,
-                    c_ns
+                    c_ns,
+                    vs_c
                 );
             }
         }
