@@ -50,7 +50,7 @@ pub enum Error {
     StepZero,
     /// The slices of one update do not have the same length.
     LengthMismatch {
-        /// Which slice (`"grads"`, `"exp_avg"`, `"exp_avg_sq"`, `"pretrained"`).
+        /// Which slice (`"grads"`, `"exp_avg"`, `"exp_avg_sq"`, `"pretrained"`, `"params_copy"`).
         slice: &'static str,
         /// Its length.
         len: usize,

@@ -41,13 +41,19 @@ mod anneal;
 mod config;
 mod element;
 mod error;
+mod mixed;
 mod powi;
 mod scalars;
+mod storage;
 mod update;
 
 pub use anneal::Annealing;
 pub use config::{PenaltyMode, RecAdamConfig};
 pub use element::Element;
 pub use error::Error;
+/// The `half` crate, whose `bf16` and `f16` are the [`Storage`] types besides `f32`.
+pub use half;
+pub use mixed::{update_mixed, MixedSlices};
 pub use scalars::{Rule, StepScalars};
+pub use storage::Storage;
 pub use update::{rule_for, step, update, Slices};
