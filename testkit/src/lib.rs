@@ -8,6 +8,7 @@
 #[cfg(feature = "optimizer")]
 pub mod fixtures;
 pub mod golden;
+pub mod golden_storage;
 
 use std::path::{Path, PathBuf};
 
