@@ -55,5 +55,5 @@ pub use error::Error;
 pub use half;
 pub use mixed::{update_mixed, MixedSlices};
 pub use scalars::{Rule, StepScalars};
-pub use storage::Storage;
+pub use storage::{Storage, StorageType};
 pub use update::{rule_for, step, update, Slices};

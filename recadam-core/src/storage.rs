@@ -2,7 +2,8 @@
 //! as IEEE half precision (the types of the `half` crate, which candle and burn use too).
 //!
 //! ## Rounding contract (every narrowing, on every backend)
-//! - Widening (`bf16`/`f16` → `f32`) is exact.
+//! - Widening (`bf16`/`f16` → `f32`) is exact; a bf16 NaN keeps its bits (shifted), an f16 NaN
+//!   becomes a quiet NaN with its sign and payload (as `vcvtph2ps` does).
 //! - Narrowing rounds to nearest, ties to even.
 //! - A NaN stays a quiet NaN of the same sign, with the top bits of its payload:
 //!   bf16 `(bits >> 16) | 0x0040`, f16 `sign | 0x7e00 | (mantissa >> 13)`. (PyTorch's CPU
@@ -25,12 +26,38 @@ mod sealed {
     impl Sealed for half::f16 {}
 }
 
-/// A type an f32 value of the update can be stored as: `f32`, `half::bf16` or `half::f16`.
+/// Which of the storage types a [`Storage`] is: what a run-time-typed interface (a C or Python
+/// caller handing over a buffer and its dtype) matches on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StorageType {
+    /// `f32`.
+    F32,
+    /// `half::bf16`.
+    Bf16,
+    /// `half::f16`.
+    F16,
+}
+
+impl StorageType {
+    /// `"f32"`, `"bf16"` or `"f16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageType::F32 => "f32",
+            StorageType::Bf16 => "bf16",
+            StorageType::F16 => "f16",
+        }
+    }
+}
+
+/// A type an f32 value of the update can be stored as: `f32`, `half::bf16` or `half::f16`
+/// (sealed: exactly these three, each with its own [`StorageType`]).
 pub trait Storage:
     Copy + Default + core::fmt::Debug + Send + Sync + 'static + sealed::Sealed
 {
     /// `"f32"`, `"bf16"` or `"f16"`.
     const NAME: &'static str;
+    /// Which type this is.
+    const TYPE: StorageType;
     /// The stored value as an f32 (exact).
     fn widen(self) -> f32;
     /// `x` rounded to this type (see the module's rounding contract).
@@ -39,6 +66,7 @@ pub trait Storage:
 
 impl Storage for f32 {
     const NAME: &'static str = "f32";
+    const TYPE: StorageType = StorageType::F32;
 
     #[inline(always)]
     fn widen(self) -> f32 {
@@ -53,10 +81,13 @@ impl Storage for f32 {
 
 impl Storage for bf16 {
     const NAME: &'static str = "bf16";
+    const TYPE: StorageType = StorageType::Bf16;
 
+    /// The bits shifted into the upper half (as torch's `.float()`): every value, NaNs with
+    /// their payload included, exactly.
     #[inline(always)]
     fn widen(self) -> f32 {
-        self.to_f32()
+        f32::from_bits(u32::from(self.to_bits()) << 16)
     }
 
     #[inline(always)]
@@ -67,6 +98,7 @@ impl Storage for bf16 {
 
 impl Storage for f16 {
     const NAME: &'static str = "f16";
+    const TYPE: StorageType = StorageType::F16;
 
     #[inline(always)]
     fn widen(self) -> f32 {

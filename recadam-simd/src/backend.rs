@@ -3,9 +3,11 @@
 
 use core::fmt;
 
-use recadam_core::{Element, Slices, StepScalars};
+use recadam_core::{Element, MixedSlices, Slices, StepScalars, Storage};
 
 use crate::grad_stats::{grad_stats_body, GradStats};
+#[cfg(target_arch = "x86_64")]
+use crate::stored::Native;
 
 /// An implementation of the update. All of them give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,6 +87,16 @@ impl fmt::Display for Backend {
 #[cfg(all(target_arch = "x86_64", feature = "std", not(miri)))]
 fn x86_has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std", not(miri)))]
+fn x86_has_f16c() -> bool {
+    std::arch::is_x86_feature_detected!("f16c")
+}
+
+#[cfg(all(target_arch = "x86_64", not(all(feature = "std", not(miri)))))]
+fn x86_has_f16c() -> bool {
+    cfg!(target_feature = "f16c")
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "std", not(miri)))]
@@ -194,6 +206,83 @@ impl Kernel {
         T::update_on(self, scalars, slices)
     }
 
+    /// One mixed-precision step over `slices` (f32 master parameters; gradients, moments, θ* and
+    /// the optional parameter copy each in f32, bf16 or f16): exactly the bits of
+    /// `recadam_core::update_mixed`. The AVX2 backend converts f16 with F16C; a CPU with AVX2 but
+    /// without F16C (none is known) takes the scalar reference.
+    ///
+    /// ```
+    /// use recadam_core::half::bf16;
+    /// use recadam_core::{MixedSlices, RecAdamConfig, StepScalars};
+    /// use recadam_simd::Kernel;
+    ///
+    /// let config = RecAdamConfig::default();
+    /// let mut params = vec![0.5f32; 100];
+    /// let grads = vec![bf16::from_f32(1e-3); 100];
+    /// let (mut m, mut v) = (vec![bf16::ZERO; 100], vec![bf16::ZERO; 100]);
+    /// let mut copy = vec![bf16::ZERO; 100];
+    /// let scalars = StepScalars::new(&config, 1, config.lr)?;
+    /// let slices = MixedSlices::new(&mut params, &grads, &mut m, &mut v, None::<&[f32]>)?
+    ///     .with_params_copy(&mut copy)?;
+    /// Kernel::best().update_mixed(&scalars, slices);
+    /// assert_eq!(copy[7], bf16::from_f32(params[7]));
+    /// # Ok::<(), recadam_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn update_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
+        &self,
+        scalars: &StepScalars<f32>,
+        slices: MixedSlices<'_, G, S, A, C>,
+    ) {
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn run<G: Storage, S: Storage, A: Storage, C: Storage>(
+                    s: &StepScalars<f32>,
+                    slices: MixedSlices<'_, G, S, A, C>,
+                ) {
+                    // SAFETY: this function has the features of these lanes (AVX-512F implies
+                    // F16C).
+                    unsafe {
+                        crate::kernel::update_mixed_body::<crate::x86::Avx512F32, G, S, A, C>(
+                            s, slices,
+                        )
+                    }
+                }
+                // SAFETY: a Kernel only holds a backend the CPU was found to support.
+                unsafe { run(scalars, slices) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 if x86_has_f16c() => {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn run<G: Storage, S: Storage, A: Storage, C: Storage>(
+                    s: &StepScalars<f32>,
+                    slices: MixedSlices<'_, G, S, A, C>,
+                ) {
+                    // SAFETY: this function has the features of these lanes.
+                    unsafe {
+                        crate::kernel::update_mixed_body::<crate::x86::Avx2F32, G, S, A, C>(
+                            s, slices,
+                        )
+                    }
+                }
+                // SAFETY: AVX2 and FMA (the backend) and F16C (checked in the match guard).
+                unsafe { run(scalars, slices) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => {
+                // SAFETY: NEON is part of the aarch64 target this was compiled for.
+                unsafe {
+                    crate::kernel::update_mixed_body::<crate::neon::NeonF32, G, S, A, C>(
+                        scalars, slices,
+                    )
+                }
+            }
+            _ => recadam_core::update_mixed(scalars, slices),
+        }
+    }
+
     /// Σ g² (in `f64`, in a fixed order) and whether every gradient is finite: the same bits on
     /// every backend (see [`GradStats`]).
     #[inline]
@@ -241,9 +330,21 @@ macro_rules! simd_element {
                             // implies AVX2 and FMA); the arrays come from the live slices.
                             unsafe {
                                 if arrays.share_offset(64) {
-                                    crate::kernel::update_arrays::<crate::x86::$avx512>(s, arrays)
+                                    crate::kernel::update_arrays::<
+                                        crate::x86::$avx512,
+                                        Native,
+                                        Native,
+                                        Native,
+                                        Native,
+                                    >(s, arrays)
                                 } else {
-                                    crate::kernel::update_arrays::<crate::x86::$avx2>(s, arrays)
+                                    crate::kernel::update_arrays::<
+                                        crate::x86::$avx2,
+                                        Native,
+                                        Native,
+                                        Native,
+                                        Native,
+                                    >(s, arrays)
                                 }
                             }
                         }

@@ -1,7 +1,9 @@
 //! The update, written once over [`Lanes`]: every vector mirrors `recadam_core::update`
 //! operation for operation. A slice is cut at the first vector-width boundary of its
 //! parameters (see [`cut`]): a partial vector before it, whole aligned vectors, a partial vector
-//! after them (masked loads and stores on x86, so no lane of a vector is ever special).
+//! after them (masked loads and stores on x86, so no lane of a vector is ever special). Each array
+//! is loaded and stored through its own `Access` (the lanes' own type, or bf16/f16 widened and
+//! narrowed for the mixed-precision update), so one body serves every storage mode.
 //!
 //! ## Steps whose Adam scalar is tiny
 //!
@@ -21,9 +23,10 @@
 //! the check only runs when the scalar is below 2^30 times the smallest normal number.
 
 use num_traits::Zero;
-use recadam_core::{rule_for, Element, Rule, Slices, StepScalars};
+use recadam_core::{rule_for, Element, MixedSlices, Rule, Slices, StepScalars, Storage};
 
 use crate::lanes::Lanes;
+use crate::stored::{Access, AsStored, HalfLanes, Native};
 
 const PLAIN: u8 = 0;
 const DECOUPLED: u8 = 1;
@@ -88,16 +91,49 @@ fn tiny_bound<T: Element>(scalar: T, eps: T) -> Option<(T, T, T)> {
 pub(crate) unsafe fn update_body<L: Lanes>(s: &StepScalars<L::Elem>, slices: Slices<'_, L::Elem>) {
     // SAFETY: the pointers come from live slices of length n, borrowed for this call; the CPU
     // supports L as the caller guarantees.
-    unsafe { update_arrays::<L>(s, Pointers::of(slices)) }
+    unsafe { update_arrays::<L, Native, Native, Native, Native>(s, Arrays::of(slices)) }
 }
 
-/// [`update_body`] over the arrays of [`Pointers::of`].
+/// The mixed-precision update of `slices` with f32 lanes `L` (see `recadam_core::update_mixed`).
 ///
 /// # Safety
-/// `a` comes from [`Pointers::of`] on slices that live and are not otherwise accessed during
-/// the call; the CPU supports `L`.
+/// As [`update_body`].
 #[inline(always)]
-pub(crate) unsafe fn update_arrays<L: Lanes>(s: &StepScalars<L::Elem>, args: Pointers<L::Elem>) {
+pub(crate) unsafe fn update_mixed_body<L, G, S, A, C>(
+    s: &StepScalars<f32>,
+    slices: MixedSlices<'_, G, S, A, C>,
+) where
+    L: HalfLanes,
+    G: Storage,
+    S: Storage,
+    A: Storage,
+    C: Storage,
+{
+    // SAFETY: as in update_body.
+    unsafe {
+        update_arrays::<L, AsStored<G>, AsStored<S>, AsStored<A>, AsStored<C>>(
+            s,
+            Arrays::of_mixed(slices),
+        )
+    }
+}
+
+/// [`update_body`] over the arrays of [`Arrays::of`] or [`Arrays::of_mixed`].
+///
+/// # Safety
+/// `args` comes from live slices that are not otherwise accessed during the call; the CPU
+/// supports `L`.
+#[inline(always)]
+pub(crate) unsafe fn update_arrays<L, G, S, A, C>(
+    s: &StepScalars<L::Elem>,
+    args: ArraysFor<L, G, S, A, C>,
+) where
+    L: Lanes,
+    G: Access<L>,
+    S: Access<L>,
+    A: Access<L>,
+    C: Access<L>,
+{
     let rule = rule_for(s, !args.pp.is_null());
     let adam_step = if rule == Rule::Decoupled {
         s.neg_step_lambda
@@ -129,44 +165,88 @@ pub(crate) unsafe fn update_arrays<L: Lanes>(s: &StepScalars<L::Elem>, args: Poi
     // slice (rule_for returns Plain without one).
     unsafe {
         match (rule, s.weight_decay, tiny.is_some()) {
-            (Rule::Plain, false, false) => update_loop::<L, PLAIN, false, false>(&k, args),
-            (Rule::Plain, false, true) => update_loop::<L, PLAIN, false, true>(&k, args),
-            (Rule::Plain, true, false) => update_loop::<L, PLAIN, true, false>(&k, args),
-            (Rule::Plain, true, true) => update_loop::<L, PLAIN, true, true>(&k, args),
-            (Rule::Decoupled, false, false) => update_loop::<L, DECOUPLED, false, false>(&k, args),
-            (Rule::Decoupled, false, true) => update_loop::<L, DECOUPLED, false, true>(&k, args),
-            (Rule::Decoupled, true, false) => update_loop::<L, DECOUPLED, true, false>(&k, args),
-            (Rule::Decoupled, true, true) => update_loop::<L, DECOUPLED, true, true>(&k, args),
-            (Rule::Coupled, false, false) => update_loop::<L, COUPLED, false, false>(&k, args),
-            (Rule::Coupled, false, true) => update_loop::<L, COUPLED, false, true>(&k, args),
-            (Rule::Coupled, true, false) => update_loop::<L, COUPLED, true, false>(&k, args),
-            (Rule::Coupled, true, true) => update_loop::<L, COUPLED, true, true>(&k, args),
+            (Rule::Plain, false, false) => {
+                update_loop::<L, G, S, A, C, PLAIN, false, false>(&k, args)
+            }
+            (Rule::Plain, false, true) => {
+                update_loop::<L, G, S, A, C, PLAIN, false, true>(&k, args)
+            }
+            (Rule::Plain, true, false) => {
+                update_loop::<L, G, S, A, C, PLAIN, true, false>(&k, args)
+            }
+            (Rule::Plain, true, true) => update_loop::<L, G, S, A, C, PLAIN, true, true>(&k, args),
+            (Rule::Decoupled, false, false) => {
+                update_loop::<L, G, S, A, C, DECOUPLED, false, false>(&k, args)
+            }
+            (Rule::Decoupled, false, true) => {
+                update_loop::<L, G, S, A, C, DECOUPLED, false, true>(&k, args)
+            }
+            (Rule::Decoupled, true, false) => {
+                update_loop::<L, G, S, A, C, DECOUPLED, true, false>(&k, args)
+            }
+            (Rule::Decoupled, true, true) => {
+                update_loop::<L, G, S, A, C, DECOUPLED, true, true>(&k, args)
+            }
+            (Rule::Coupled, false, false) => {
+                update_loop::<L, G, S, A, C, COUPLED, false, false>(&k, args)
+            }
+            (Rule::Coupled, false, true) => {
+                update_loop::<L, G, S, A, C, COUPLED, false, true>(&k, args)
+            }
+            (Rule::Coupled, true, false) => {
+                update_loop::<L, G, S, A, C, COUPLED, true, false>(&k, args)
+            }
+            (Rule::Coupled, true, true) => {
+                update_loop::<L, G, S, A, C, COUPLED, true, true>(&k, args)
+            }
         }
     }
 }
 
-/// The five arrays of one update, `n` elements each (`pp` null without θ*).
-#[derive(Clone, Copy)]
-pub(crate) struct Pointers<E> {
+/// The arrays of one update, `n` elements each: parameters `P`, gradients `G`, moments `S`,
+/// θ* `A` (null without) and the parameter copy `C` (null without).
+pub(crate) struct Arrays<P, G, S, A, C> {
     n: usize,
-    p: *mut E,
-    g: *const E,
-    m: *mut E,
-    v: *mut E,
-    pp: *const E,
+    p: *mut P,
+    g: *const G,
+    m: *mut S,
+    v: *mut S,
+    pp: *const A,
+    copy: *mut C,
 }
+
+impl<P, G, S, A, C> Clone for Arrays<P, G, S, A, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P, G, S, A, C> Copy for Arrays<P, G, S, A, C> {}
+
+/// The arrays that lanes `L` access through `G`, `S`, `A`, `C`.
+type ArraysFor<L, G, S, A, C> = Arrays<
+    <L as Lanes>::Elem,
+    <G as Access<L>>::Item,
+    <S as Access<L>>::Item,
+    <A as Access<L>>::Item,
+    <C as Access<L>>::Item,
+>;
+
+/// The arrays of the plain update: every one of the element type, no copy.
+pub(crate) type Pointers<E> = Arrays<E, E, E, E, E>;
 
 impl<E> Pointers<E> {
     /// The arrays of `slices` (all of one length, as `Slices` guarantees).
     pub(crate) fn of(slices: Slices<'_, E>) -> Pointers<E> {
         let (p, g, m, v, pp) = slices.into_parts();
-        Pointers {
+        Arrays {
             n: p.len(),
             p: p.as_mut_ptr(),
             g: g.as_ptr(),
             m: m.as_mut_ptr(),
             v: v.as_mut_ptr(),
             pp: pp.map_or(core::ptr::null(), <[E]>::as_ptr),
+            copy: core::ptr::null_mut(),
         }
     }
 
@@ -181,6 +261,22 @@ impl<E> Pointers<E> {
         };
         ((p ^ self.g as usize) | (p ^ self.m as usize) | (p ^ self.v as usize) | (p ^ pp))
             .is_multiple_of(bytes)
+    }
+}
+
+impl<G, S, A, C> Arrays<f32, G, S, A, C> {
+    /// The arrays of `slices` (all of one length, as `MixedSlices` guarantees).
+    pub(crate) fn of_mixed(slices: MixedSlices<'_, G, S, A, C>) -> Self {
+        let (p, g, m, v, pp, copy) = slices.into_parts();
+        Arrays {
+            n: p.len(),
+            p: p.as_mut_ptr(),
+            g: g.as_ptr(),
+            m: m.as_mut_ptr(),
+            v: v.as_mut_ptr(),
+            pp: pp.map_or(core::ptr::null(), <[A]>::as_ptr),
+            copy: copy.map_or(core::ptr::null_mut(), <[C]>::as_mut_ptr),
+        }
     }
 }
 
@@ -201,58 +297,32 @@ fn cut<L: Lanes>(p: *const L::Elem, n: usize) -> (usize, usize) {
 /// The update over `n` elements: the two partial vectors of [`cut`] and the aligned body.
 ///
 /// # Safety
-/// `p`, `g`, `m`, `v` (and `pp` unless `RULE == PLAIN`) point to `n` valid elements; the CPU
-/// supports `L`.
+/// The arrays of `a` hold `n` valid elements (`pp` unless `RULE == PLAIN`, `copy` unless null);
+/// the CPU supports `L`.
 #[inline(always)]
-unsafe fn update_loop<L: Lanes, const RULE: u8, const WD: bool, const TINY: bool>(
+unsafe fn update_loop<L, G, S, A, C, const RULE: u8, const WD: bool, const TINY: bool>(
     k: &Splats<L>,
-    a: Pointers<L::Elem>,
-) {
+    a: ArraysFor<L, G, S, A, C>,
+) where
+    L: Lanes,
+    G: Access<L>,
+    S: Access<L>,
+    A: Access<L>,
+    C: Access<L>,
+{
     let (head, body_end) = cut::<L>(a.p, a.n);
     // SAFETY: every call covers elements within 0..n (head ≤ n, body_end ≤ n).
     unsafe {
         if head > 0 {
-            update_vector::<L, RULE, WD, TINY>(k, a, 0, head);
+            update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, 0, head);
         }
         let mut i = head;
         while i < body_end {
-            update_vector::<L, RULE, WD, TINY>(k, a, i, L::N);
+            update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, i, L::N);
             i += L::N;
         }
         if body_end < a.n {
-            update_vector::<L, RULE, WD, TINY>(k, a, body_end, a.n - body_end);
-        }
-    }
-}
-
-/// Loads `count` elements (a whole vector when `count == L::N`).
-///
-/// # Safety
-/// `ptr..ptr + count` is readable, `count ≤ L::N`.
-#[inline(always)]
-unsafe fn load<L: Lanes>(ptr: *const L::Elem, count: usize) -> L {
-    // SAFETY: as the caller guarantees.
-    unsafe {
-        if count == L::N {
-            L::load(ptr)
-        } else {
-            L::load_first(ptr, count)
-        }
-    }
-}
-
-/// Stores `count` lanes (a whole vector when `count == L::N`).
-///
-/// # Safety
-/// `ptr..ptr + count` is writable, `count ≤ L::N`.
-#[inline(always)]
-unsafe fn store<L: Lanes>(x: L, ptr: *mut L::Elem, count: usize) {
-    // SAFETY: as the caller guarantees.
-    unsafe {
-        if count == L::N {
-            x.store(ptr)
-        } else {
-            x.store_first(ptr, count)
+            update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, body_end, a.n - body_end);
         }
     }
 }
@@ -260,36 +330,44 @@ unsafe fn store<L: Lanes>(x: L, ptr: *mut L::Elem, count: usize) {
 /// The update of elements `i..i + count` (`count ≤ L::N`), specialised on the rule, weight
 /// decay and the tiny-step check. In a partial vector the lanes past `count` hold zeros; they
 /// are computed and never stored (a zero `p` fails the tiny-step bound, so such a vector takes
-/// the full computation, which is exact either way).
+/// the full computation, which is exact either way). Each array is widened on load and narrowed
+/// on store by its own storage type; the arithmetic is in the lanes' type, with this step's
+/// moments (not their narrowed copies), as in `recadam_core::update_mixed`.
 ///
 /// # Safety
 /// `i + count ≤ n` for the arrays of `a`; the CPU supports `L`.
 #[inline(always)]
-unsafe fn update_vector<L: Lanes, const RULE: u8, const WD: bool, const TINY: bool>(
+unsafe fn update_vector<L, G, S, A, C, const RULE: u8, const WD: bool, const TINY: bool>(
     k: &Splats<L>,
-    a: Pointers<L::Elem>,
+    a: ArraysFor<L, G, S, A, C>,
     i: usize,
     count: usize,
-) {
+) where
+    L: Lanes,
+    G: Access<L>,
+    S: Access<L>,
+    A: Access<L>,
+    C: Access<L>,
+{
     // SAFETY: i + count ≤ n, so every access is within the arrays.
     unsafe {
-        let p_old = load::<L>(a.p.add(i), count);
-        let mut grad = load::<L>(a.g.add(i), count).mul(k.grad_scale);
+        let p_old = <Native as Access<L>>::load(a.p.add(i), count);
+        let mut grad = G::load(a.g.add(i), count).mul(k.grad_scale);
         let theta = if RULE == PLAIN {
             p_old
         } else {
-            load::<L>(a.pp.add(i), count)
+            A::load(a.pp.add(i), count)
         };
         if RULE == COUPLED {
             grad = p_old.sub(theta).mul_add(k.penalty_grad, k.lambda.mul(grad));
         }
-        let m_new = grad.mul_add(k.one_minus_beta1, load::<L>(a.m.add(i), count).mul(k.beta1));
+        let m_new = grad.mul_add(k.one_minus_beta1, S::load(a.m.add(i), count).mul(k.beta1));
         let v_new = k
             .one_minus_beta2
             .mul(grad)
-            .mul_add(grad, load::<L>(a.v.add(i), count).mul(k.beta2));
-        store(m_new, a.m.add(i), count);
-        store(v_new, a.v.add(i), count);
+            .mul_add(grad, S::load(a.v.add(i), count).mul(k.beta2));
+        S::store(m_new, a.m.add(i), count);
+        S::store(v_new, a.v.add(i), count);
         // The bound needs d ≥ ε, so v ≥ 0 (not NaN), as in any real run.
         let unchanged = TINY
             && k.tiny
@@ -309,7 +387,10 @@ unsafe fn update_vector<L: Lanes, const RULE: u8, const WD: bool, const TINY: bo
         if WD {
             p_new = p_new.mul_add(k.neg_weight_decay, p_new);
         }
-        store(p_new, a.p.add(i), count);
+        <Native as Access<L>>::store(p_new, a.p.add(i), count);
+        if !a.copy.is_null() {
+            C::store(p_new, a.copy.add(i), count);
+        }
     }
 }
 
@@ -358,15 +439,15 @@ pub(crate) unsafe fn stream_arrays<L: Lanes>(a: Pointers<L::Elem>) {
 unsafe fn stream_vector<L: Lanes>(a: Pointers<L::Elem>, i: usize, count: usize) {
     // SAFETY: i + count ≤ n, so every access is within the arrays.
     unsafe {
-        let gv = load::<L>(a.g.add(i), count);
+        let gv = <Native as Access<L>>::load(a.g.add(i), count);
         let (pv, mv, vv) = (
-            load::<L>(a.p.add(i), count),
-            load::<L>(a.m.add(i), count),
-            load::<L>(a.v.add(i), count),
+            <Native as Access<L>>::load(a.p.add(i), count),
+            <Native as Access<L>>::load(a.m.add(i), count),
+            <Native as Access<L>>::load(a.v.add(i), count),
         );
-        let ppv = load::<L>(a.pp.add(i), count);
-        store(mv.add(gv), a.m.add(i), count);
-        store(vv.add(gv), a.v.add(i), count);
-        store(pv.add(ppv), a.p.add(i), count);
+        let ppv = <Native as Access<L>>::load(a.pp.add(i), count);
+        <Native as Access<L>>::store(mv.add(gv), a.m.add(i), count);
+        <Native as Access<L>>::store(vv.add(gv), a.v.add(i), count);
+        <Native as Access<L>>::store(pv.add(ppv), a.p.add(i), count);
     }
 }

@@ -5,7 +5,10 @@
 //! older one) and NEON on aarch64. Every backend gives exactly the bits of the scalar reference
 //! `recadam_core::update`, for every length and alignment: the same operations in the same order,
 //! fused multiply-adds at the same four places, correctly rounded square root and division, on
-//! every lane of every vector (the two ends of a slice are partial vectors).
+//! every lane of every vector (the two ends of a slice are partial vectors). The mixed-precision
+//! update (`Kernel::update_mixed`: bf16/f16 gradients, moments, θ* and parameter copy) gives the
+//! bits of `recadam_core::update_mixed` the same way, with bf16 and f16 converted in the vector
+//! registers (F16C on x86).
 //!
 //! ```
 //! use recadam_core::{RecAdamConfig, Slices, StepScalars};
@@ -34,6 +37,8 @@ mod kernel;
 mod lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod stored;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -4,7 +4,11 @@
 
 use wide::{f32x4, f64x2, CmpLe, CmpLt};
 
+use recadam_core::half::{bf16, f16};
+use recadam_core::Storage;
+
 use crate::lanes::{Lanes, WideLanes};
+use crate::stored::{padded, HalfLanes};
 
 macro_rules! wide_lanes {
     ($name:ident, $vec:ty, $elem:ty, $n:expr) => {
@@ -95,5 +99,35 @@ impl WideLanes for NeonF64 {
         // SAFETY: the caller guarantees 2 readable f32.
         let [a, b] = unsafe { ptr.cast::<[f32; 2]>().read_unaligned() };
         NeonF64(f64x2::new([a as f64, b as f64]))
+    }
+}
+
+/// NEON converts lane by lane through `recadam_core::Storage` (the reference's own conversions):
+/// the same bits by construction. Base aarch64 has no bf16 conversion instruction, and the f16
+/// ones need the `fp16` feature this target does not assume.
+impl HalfLanes for NeonF32 {
+    #[inline(always)]
+    unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: the caller guarantees `count` (≤ 4) readable values.
+        let block = unsafe { padded::<4>(ptr, count) };
+        NeonF32(f32x4::from(block.map(|b| bf16::from_bits(b).widen())))
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, ptr: *mut u16, count: usize) {
+        let block = self.0.to_array().map(|x| bf16::narrow(x).to_bits());
+        // SAFETY: the caller guarantees `count` (≤ 4) writable values.
+        unsafe { core::ptr::copy_nonoverlapping(block.as_ptr(), ptr, count) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: the caller guarantees `count` (≤ 4) readable values.
+        let block = unsafe { padded::<4>(ptr, count) };
+        NeonF32(f32x4::from(block.map(|b| f16::from_bits(b).widen())))
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, ptr: *mut u16, count: usize) {
+        let block = self.0.to_array().map(|x| f16::narrow(x).to_bits());
+        // SAFETY: the caller guarantees `count` (≤ 4) writable values.
+        unsafe { core::ptr::copy_nonoverlapping(block.as_ptr(), ptr, count) }
     }
 }

@@ -9,6 +9,7 @@
 use core::arch::x86_64::*;
 
 use crate::lanes::{Lanes, WideLanes};
+use crate::stored::{padded, HalfLanes};
 
 macro_rules! x86_lanes {
     (
@@ -258,5 +259,304 @@ impl WideLanes for Avx2F64 {
     unsafe fn load_f32(ptr: *const f32) -> Self {
         // SAFETY: the caller guarantees 4 readable f32; AVX as for every method here.
         unsafe { Avx2F64(_mm256_cvtps_pd(_mm_loadu_ps(ptr))) }
+    }
+}
+
+/// bf16 bits of each f32 lane: round to nearest even (add 0x7fff plus the lowest kept bit, then
+/// drop 16 bits; a carry rounds up into the exponent, and past the largest finite value to ∞),
+/// a NaN as `(bits >> 16) | 0x0040` (quiet, same sign).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn bf16_bits_avx512(x: __m512) -> __m256i {
+    // SAFETY: AVX-512F, as the caller guarantees.
+    unsafe {
+        let bits = _mm512_castps_si512(x);
+        let high = _mm512_srli_epi32::<16>(bits);
+        let lowest_kept = _mm512_and_si512(high, _mm512_set1_epi32(1));
+        let bias = _mm512_add_epi32(lowest_kept, _mm512_set1_epi32(0x7fff));
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, bias));
+        let quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet))
+    }
+}
+
+/// As [`bf16_bits_avx512`] for 8 lanes.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn bf16_bits_avx2(x: __m256) -> __m128i {
+    // SAFETY: AVX2, as the caller guarantees.
+    unsafe {
+        let bits = _mm256_castps_si256(x);
+        let high = _mm256_srli_epi32::<16>(bits);
+        let lowest_kept = _mm256_and_si256(high, _mm256_set1_epi32(1));
+        let bias = _mm256_add_epi32(lowest_kept, _mm256_set1_epi32(0x7fff));
+        let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(bits, bias));
+        let quiet = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+        let chosen = _mm256_blendv_epi8(rounded, quiet, nan);
+        // Every lane is below 2^16, so the saturating pack is exact; it packs within each
+        // 128-bit half, and the permute brings the two halves' results together.
+        let packed = _mm256_packus_epi32(chosen, chosen);
+        _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b00_00_10_00>(packed))
+    }
+}
+
+/// `vcvtps2ph`'s rounding: to nearest even (it keeps f16 subnormals, turns overflow into ±∞ and a
+/// NaN into a quiet NaN of the same sign with the top of its payload).
+const F16_ROUNDING: i32 = _MM_FROUND_TO_NEAREST_INT;
+
+/// Writes the first `count` 16-bit values of a vector's worth of them.
+///
+/// # Safety
+/// `ptr..ptr + count` must be writable, `count ≤ N`.
+#[inline(always)]
+unsafe fn store_first_u16<const N: usize>(block: [u16; N], ptr: *mut u16, count: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe { core::ptr::copy_nonoverlapping(block.as_ptr(), ptr, count) }
+}
+
+// SAFETY (every `unsafe` block below): as for the lanes above, these methods are inlined into
+// `#[target_feature]` kernels that have AVX-512F (which implies F16C).
+impl HalfLanes for Avx512F32 {
+    #[inline(always)]
+    unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: count (≤ 16) readable values; a partial vector is copied into a padded block.
+        unsafe {
+            let raw = if count == 16 {
+                _mm256_loadu_si256(ptr.cast())
+            } else {
+                _mm256_loadu_si256(padded::<16>(ptr, count).as_ptr().cast())
+            };
+            Avx512F32(_mm512_castsi512_ps(_mm512_slli_epi32::<16>(
+                _mm512_cvtepu16_epi32(raw),
+            )))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, ptr: *mut u16, count: usize) {
+        // SAFETY: count (≤ 16) writable values; a partial vector goes through a block.
+        unsafe {
+            let narrow = bf16_bits_avx512(self.0);
+            if count == 16 {
+                _mm256_storeu_si256(ptr.cast(), narrow)
+            } else {
+                let mut block = [0u16; 16];
+                _mm256_storeu_si256(block.as_mut_ptr().cast(), narrow);
+                store_first_u16(block, ptr, count)
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: as load_bf16.
+        unsafe {
+            let raw = if count == 16 {
+                _mm256_loadu_si256(ptr.cast())
+            } else {
+                _mm256_loadu_si256(padded::<16>(ptr, count).as_ptr().cast())
+            };
+            Avx512F32(_mm512_cvtph_ps(raw))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, ptr: *mut u16, count: usize) {
+        // SAFETY: as store_bf16.
+        unsafe {
+            let narrow = _mm512_cvtps_ph::<F16_ROUNDING>(self.0);
+            if count == 16 {
+                _mm256_storeu_si256(ptr.cast(), narrow)
+            } else {
+                let mut block = [0u16; 16];
+                _mm256_storeu_si256(block.as_mut_ptr().cast(), narrow);
+                store_first_u16(block, ptr, count)
+            }
+        }
+    }
+}
+
+// SAFETY (every `unsafe` block below): inlined into `#[target_feature(enable = "avx2,fma,f16c")]`
+// kernels, called only where the CPU has all three.
+impl HalfLanes for Avx2F32 {
+    #[inline(always)]
+    unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: count (≤ 8) readable values; a partial vector is copied into a padded block.
+        unsafe {
+            let raw = if count == 8 {
+                _mm_loadu_si128(ptr.cast())
+            } else {
+                _mm_loadu_si128(padded::<8>(ptr, count).as_ptr().cast())
+            };
+            Avx2F32(_mm256_castsi256_ps(_mm256_slli_epi32::<16>(
+                _mm256_cvtepu16_epi32(raw),
+            )))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, ptr: *mut u16, count: usize) {
+        // SAFETY: count (≤ 8) writable values; a partial vector goes through a block.
+        unsafe {
+            let narrow = bf16_bits_avx2(self.0);
+            if count == 8 {
+                _mm_storeu_si128(ptr.cast(), narrow)
+            } else {
+                let mut block = [0u16; 8];
+                _mm_storeu_si128(block.as_mut_ptr().cast(), narrow);
+                store_first_u16(block, ptr, count)
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: as load_bf16; F16C as the impl comment says.
+        unsafe {
+            let raw = if count == 8 {
+                _mm_loadu_si128(ptr.cast())
+            } else {
+                _mm_loadu_si128(padded::<8>(ptr, count).as_ptr().cast())
+            };
+            Avx2F32(_mm256_cvtph_ps(raw))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, ptr: *mut u16, count: usize) {
+        // SAFETY: as store_bf16.
+        unsafe {
+            let narrow = _mm256_cvtps_ph::<F16_ROUNDING>(self.0);
+            if count == 8 {
+                _mm_storeu_si128(ptr.cast(), narrow)
+            } else {
+                let mut block = [0u16; 8];
+                _mm_storeu_si128(block.as_mut_ptr().cast(), narrow);
+                store_first_u16(block, ptr, count)
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std", not(miri)))]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use recadam_core::half::{bf16, f16};
+    use recadam_core::Storage;
+
+    use super::*;
+
+    /// f32 bit patterns that cover every narrowing case: each bf16 rounding tie and its
+    /// neighbours for every upper half, each f16 tie and its neighbours for every upper 19 bits
+    /// (subnormal, overflow and NaN ranges included), and 4M scattered patterns.
+    fn patterns() -> Vec<u32> {
+        let mut out = Vec::new();
+        for high in 0..=u16::MAX as u32 {
+            for low in [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff] {
+                out.push(high << 16 | low);
+            }
+        }
+        for high in 0..(1u32 << 19) {
+            for low in [0x0fffu32, 0x1000, 0x1001] {
+                out.push(high << 13 | low);
+            }
+        }
+        out.extend((0..1u32 << 22).map(|i| i.wrapping_mul(0x9e37_79b1)));
+        out
+    }
+
+    /// Narrows and widens `patterns` through lanes `L`, in whole and partial vectors, and
+    /// compares every result bit for bit with `recadam_core::Storage`.
+    ///
+    /// # Safety
+    /// The CPU must support `L` (and F16C).
+    #[inline(always)]
+    unsafe fn check<L: HalfLanes>(patterns: &[u32]) {
+        let values: Vec<f32> = patterns.iter().map(|&b| f32::from_bits(b)).collect();
+        let (mut b, mut h) = ([0u16; 16], [0u16; 16]);
+        for (k, chunk) in values.chunks(L::N).enumerate() {
+            let count = if k % 5 == 4 {
+                chunk.len() - 1
+            } else {
+                chunk.len()
+            };
+            // SAFETY: count ≤ chunk.len() ≤ N values readable and writable.
+            unsafe {
+                let x = L::load_first(chunk.as_ptr(), count.min(L::N - 1));
+                let x = if count == L::N {
+                    L::load(chunk.as_ptr())
+                } else {
+                    x
+                };
+                x.store_bf16(b.as_mut_ptr(), count);
+                x.store_f16(h.as_mut_ptr(), count);
+            }
+            for i in 0..count {
+                let want_b = bf16::narrow(chunk[i]).to_bits();
+                let want_h = f16::narrow(chunk[i]).to_bits();
+                assert_eq!(b[i], want_b, "bf16 of {:#010x}", chunk[i].to_bits());
+                assert_eq!(h[i], want_h, "f16 of {:#010x}", chunk[i].to_bits());
+            }
+        }
+        let all: Vec<u16> = (0..=u16::MAX).collect();
+        let mut wide = [0f32; 16];
+        for chunk in all.chunks(L::N) {
+            for count in [chunk.len(), chunk.len() - 1] {
+                for (format, widened) in [
+                    // SAFETY: count ≤ N readable u16.
+                    ("bf16", unsafe { L::load_bf16(chunk.as_ptr(), count) }),
+                    // SAFETY: as above.
+                    ("f16", unsafe { L::load_f16(chunk.as_ptr(), count) }),
+                ] {
+                    // SAFETY: wide holds 16 ≥ N writable f32.
+                    unsafe { widened.store(wide.as_mut_ptr()) };
+                    for i in 0..L::N {
+                        let want = match (i < count, format) {
+                            (false, _) => 0.0, // lanes past count are zero
+                            (true, "bf16") => bf16::from_bits(chunk[i]).widen(),
+                            (true, _) => f16::from_bits(chunk[i]).widen(),
+                        };
+                        assert_eq!(
+                            wide[i].to_bits(),
+                            want.to_bits(),
+                            "{format} {:#06x}",
+                            chunk[i.min(count.max(1) - 1)]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn narrowing_and_widening_match_the_reference_on_every_x86_backend() {
+        let patterns = patterns();
+        let mut ran = 0;
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn run(p: &[u32]) {
+                // SAFETY: AVX-512F, as this function enables.
+                unsafe { check::<Avx512F32>(p) }
+            }
+            // SAFETY: detected above.
+            unsafe { run(&patterns) };
+            ran += 1;
+        }
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn run(p: &[u32]) {
+                // SAFETY: AVX2, FMA and F16C, as this function enables.
+                unsafe { check::<Avx2F32>(p) }
+            }
+            // SAFETY: detected above.
+            unsafe { run(&patterns) };
+            ran += 1;
+        }
+        std::eprintln!("x86 backends checked: {ran}");
     }
 }
