@@ -283,6 +283,56 @@ impl Kernel {
         }
     }
 
+    /// The benchmarks' memory-bandwidth reference for [`Kernel::update_mixed`]: the same loads
+    /// and stores in the same storage types, with one addition per stream. Does nothing without
+    /// θ*.
+    #[inline]
+    pub fn stream_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
+        &self,
+        slices: MixedSlices<'_, G, S, A, C>,
+    ) {
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn run<G: Storage, S: Storage, A: Storage, C: Storage>(
+                    slices: MixedSlices<'_, G, S, A, C>,
+                ) {
+                    // SAFETY: as in update_mixed.
+                    unsafe {
+                        crate::kernel::stream_mixed_body::<crate::x86::Avx512F32, G, S, A, C>(
+                            slices,
+                        )
+                    }
+                }
+                // SAFETY: a Kernel only holds a backend the CPU was found to support.
+                unsafe { run(slices) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 if x86_has_f16c() => {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn run<G: Storage, S: Storage, A: Storage, C: Storage>(
+                    slices: MixedSlices<'_, G, S, A, C>,
+                ) {
+                    // SAFETY: as in update_mixed.
+                    unsafe {
+                        crate::kernel::stream_mixed_body::<crate::x86::Avx2F32, G, S, A, C>(slices)
+                    }
+                }
+                // SAFETY: AVX2 and FMA (the backend) and F16C (checked in the match guard).
+                unsafe { run(slices) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => {
+                // SAFETY: NEON is part of the aarch64 target this was compiled for.
+                unsafe {
+                    crate::kernel::stream_mixed_body::<crate::neon::NeonF32, G, S, A, C>(slices)
+                }
+            }
+            _ => scalar_stream_mixed(slices),
+        }
+    }
+
     /// Σ g² (in `f64`, in a fixed order) and whether every gradient is finite: the same bits on
     /// every backend (see [`GradStats`]).
     #[inline]
@@ -467,5 +517,21 @@ pub(crate) fn scalar_stream<T: Element>(slices: Slices<'_, T>) {
         m[i] = m[i] + g[i];
         v[i] = v[i] + g[i];
         p[i] = p[i] + pp[i];
+    }
+}
+
+/// The mixed streaming reference one element at a time (the scalar backend).
+fn scalar_stream_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
+    slices: MixedSlices<'_, G, S, A, C>,
+) {
+    let (p, g, m, v, pp, mut copy) = slices.into_parts();
+    let Some(pp) = pp else { return };
+    for i in 0..p.len() {
+        m[i] = S::narrow(m[i].widen() + g[i].widen());
+        v[i] = S::narrow(v[i].widen() + g[i].widen());
+        p[i] += pp[i].widen();
+        if let Some(copy) = copy.as_deref_mut() {
+            copy[i] = C::narrow(p[i]);
+        }
     }
 }

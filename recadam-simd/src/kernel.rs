@@ -411,6 +411,45 @@ pub(crate) unsafe fn stream_body<L: Lanes>(slices: Slices<'_, L::Elem>) {
 /// As [`update_arrays`].
 #[inline(always)]
 pub(crate) unsafe fn stream_arrays<L: Lanes>(a: Pointers<L::Elem>) {
+    // SAFETY: as the caller guarantees.
+    unsafe { stream_accessed::<L, Native, Native, Native, Native>(a) }
+}
+
+/// The streaming reference of the mixed-precision update: the same loads and stores, in the same
+/// storage types (the parameter copy written when there is one), with one addition each.
+///
+/// # Safety
+/// As [`update_body`].
+#[inline(always)]
+pub(crate) unsafe fn stream_mixed_body<L, G, S, A, C>(slices: MixedSlices<'_, G, S, A, C>)
+where
+    L: HalfLanes,
+    G: Storage,
+    S: Storage,
+    A: Storage,
+    C: Storage,
+{
+    // SAFETY: as in update_body.
+    unsafe {
+        stream_accessed::<L, AsStored<G>, AsStored<S>, AsStored<A>, AsStored<C>>(Arrays::of_mixed(
+            slices,
+        ))
+    }
+}
+
+/// The stream over arrays accessed through `G`, `S`, `A`, `C`; does nothing without θ*.
+///
+/// # Safety
+/// As [`update_arrays`].
+#[inline(always)]
+unsafe fn stream_accessed<L, G, S, A, C>(a: ArraysFor<L, G, S, A, C>)
+where
+    L: Lanes,
+    G: Access<L>,
+    S: Access<L>,
+    A: Access<L>,
+    C: Access<L>,
+{
     if a.pp.is_null() {
         return;
     }
@@ -418,36 +457,47 @@ pub(crate) unsafe fn stream_arrays<L: Lanes>(a: Pointers<L::Elem>) {
     // SAFETY: every call covers elements within 0..n, the length of every slice.
     unsafe {
         if head > 0 {
-            stream_vector::<L>(a, 0, head);
+            stream_vector::<L, G, S, A, C>(a, 0, head);
         }
         let mut i = head;
         while i < body_end {
-            stream_vector::<L>(a, i, L::N);
+            stream_vector::<L, G, S, A, C>(a, i, L::N);
             i += L::N;
         }
         if body_end < a.n {
-            stream_vector::<L>(a, body_end, a.n - body_end);
+            stream_vector::<L, G, S, A, C>(a, body_end, a.n - body_end);
         }
     }
 }
 
-/// One vector of the streaming reference: m += g, v += g, p += θ*.
+/// One vector of the streaming reference: m += g, v += g, p += θ* (and the copy of p).
 ///
 /// # Safety
 /// `i + count ≤ n` for the arrays of `a`, `pp` not null; the CPU supports `L`.
 #[inline(always)]
-unsafe fn stream_vector<L: Lanes>(a: Pointers<L::Elem>, i: usize, count: usize) {
+unsafe fn stream_vector<L, G, S, A, C>(a: ArraysFor<L, G, S, A, C>, i: usize, count: usize)
+where
+    L: Lanes,
+    G: Access<L>,
+    S: Access<L>,
+    A: Access<L>,
+    C: Access<L>,
+{
     // SAFETY: i + count ≤ n, so every access is within the arrays.
     unsafe {
-        let gv = <Native as Access<L>>::load(a.g.add(i), count);
+        let gv = G::load(a.g.add(i), count);
         let (pv, mv, vv) = (
             <Native as Access<L>>::load(a.p.add(i), count),
-            <Native as Access<L>>::load(a.m.add(i), count),
-            <Native as Access<L>>::load(a.v.add(i), count),
+            S::load(a.m.add(i), count),
+            S::load(a.v.add(i), count),
         );
-        let ppv = <Native as Access<L>>::load(a.pp.add(i), count);
-        <Native as Access<L>>::store(mv.add(gv), a.m.add(i), count);
-        <Native as Access<L>>::store(vv.add(gv), a.v.add(i), count);
-        <Native as Access<L>>::store(pv.add(ppv), a.p.add(i), count);
+        let ppv = A::load(a.pp.add(i), count);
+        S::store(mv.add(gv), a.m.add(i), count);
+        S::store(vv.add(gv), a.v.add(i), count);
+        let p_new = pv.add(ppv);
+        <Native as Access<L>>::store(p_new, a.p.add(i), count);
+        if !a.copy.is_null() {
+            C::store(p_new, a.copy.add(i), count);
+        }
     }
 }
