@@ -82,6 +82,9 @@ impl<G: Storage, S: Storage, A: Storage, C: Storage> Arrays<G, S, A, C> {
     }
 }
 
+/// A function the benchmark times.
+type Timed<'a> = Box<dyn FnMut() + 'a>;
+
 fn size<T>() -> usize {
     std::mem::size_of::<T>()
 }
@@ -99,7 +102,7 @@ fn measure<G: Storage, S: Storage, A: Storage, C: Storage>(
     let mut stream_arrays = Arrays::<G, S, A, C>::new(n, with_copy);
     let bytes = update_arrays.bytes_per_param();
     let (ua, sa) = (&mut update_arrays, &mut stream_arrays);
-    let (mut update, mut stream): (Box<dyn FnMut()>, Box<dyn FnMut()>) = if with_copy {
+    let (mut update, mut stream): (Timed, Timed) = if with_copy {
         (
             Box::new(|| kernel.update_mixed(&scalars, ua.with_copy())),
             Box::new(|| kernel.stream_mixed(sa.with_copy())),
