@@ -15,7 +15,8 @@
 //!   subnormals down to 2⁻²⁴ are produced by the same rounding.
 //!
 //! These are the conversions of `half` 2 (`bf16::from_f32`, `f16::from_f32`), and of x86's
-//! `vcvtps2ph` with round-to-nearest; the tests check them exhaustively against each other.
+//! `vcvtps2ph` with round-to-nearest; the SIMD tests compare every backend with them on every
+//! rounding tie (normal and subnormal results) and millions of other patterns.
 
 use half::{bf16, f16};
 

@@ -1,7 +1,8 @@
 //! The update, written once over [`Lanes`]: every vector mirrors `recadam_core::update`
 //! operation for operation. A slice is cut at the first vector-width boundary of its
 //! parameters (see [`cut`]): a partial vector before it, whole aligned vectors, a partial vector
-//! after them (masked loads and stores on x86, so no lane of a vector is ever special). Each array
+//! after them (masked loads and stores on x86, a small block for 16-bit arrays and on NEON), so no
+//! lane of a vector is ever special. Each array
 //! is loaded and stored through its own `Access` (the lanes' own type, or bf16/f16 widened and
 //! narrowed for the mixed-precision update), so one body serves every storage mode.
 //!

@@ -4,7 +4,8 @@
 //! Implemented for raw `core::arch` vectors on x86_64 (AVX-512, AVX2+FMA) and for `wide`'s
 //! vectors on aarch64 (NEON). Implementations are crate-private: a value of an x86 lane type is
 //! only ever created inside a `#[target_feature]` function that the dispatcher calls after
-//! checking the CPU, which is what makes their safe methods sound.
+//! checking the CPU, which is what makes their safe methods sound. (The AVX2 lanes also run inside
+//! the AVX-512 kernels: `avx512f` implies AVX2, FMA and F16C, in rustc and in std's detection.)
 
 use recadam_core::Element;
 

@@ -3,7 +3,8 @@
 //! The RecAdam update of [`recadam_core`], vectorised by hand: AVX-512 and AVX2+FMA on x86_64
 //! (chosen at run time, so one binary runs the best path of any x86_64 CPU and never faults on an
 //! older one) and NEON on aarch64. Every backend gives exactly the bits of the scalar reference
-//! `recadam_core::update`, for every length and alignment: the same operations in the same order,
+//! `recadam_core::update` (a NaN's payload aside, which depends on operand order), for every
+//! length and alignment: the same operations in the same order,
 //! fused multiply-adds at the same four places, correctly rounded square root and division, on
 //! every lane of every vector (the two ends of a slice are partial vectors). The mixed-precision
 //! update (`Kernel::update_mixed`: bf16/f16 gradients, moments, θ* and parameter copy) gives the

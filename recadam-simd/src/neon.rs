@@ -103,8 +103,9 @@ impl WideLanes for NeonF64 {
 }
 
 /// NEON converts lane by lane through `recadam_core::Storage` (the reference's own conversions):
-/// the same bits by construction. Base aarch64 has no bf16 conversion instruction, and the f16
-/// ones need the `fp16` feature this target does not assume.
+/// the same bits by construction. Base aarch64 has no bf16 conversion instruction; its f32↔f16
+/// conversions (`fcvtn`, `fcvtl`) are base ARMv8, but Rust's intrinsics for them need the `f16`
+/// type and the `fp16` target feature.
 impl HalfLanes for NeonF32 {
     #[inline(always)]
     unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {

@@ -449,8 +449,10 @@ mod tests {
     use super::*;
 
     /// f32 bit patterns that cover every narrowing case: each bf16 rounding tie and its
-    /// neighbours for every upper half, each f16 tie and its neighbours for every upper 19 bits
-    /// (subnormal, overflow and NaN ranges included), and 4M scattered patterns.
+    /// neighbours for every upper half; each f16 tie of a normal result and its neighbours for
+    /// every upper 19 bits (overflow and NaN ranges included); the ties of subnormal f16 results,
+    /// whose rounding bit moves down with the exponent (f32 exponents −26 to −14, every rounding
+    /// position, 1024 upper mantissas, both signs); and 4M scattered patterns.
     fn patterns() -> Vec<u32> {
         let mut out = Vec::new();
         for high in 0..=u16::MAX as u32 {
@@ -461,6 +463,19 @@ mod tests {
         for high in 0..(1u32 << 19) {
             for low in [0x0fffu32, 0x1000, 0x1001] {
                 out.push(high << 13 | low);
+            }
+        }
+        for exponent in 101u32..=113 {
+            for upper in 0..1u32 << 10 {
+                for position in 0..23 {
+                    let tie = 1u32 << position;
+                    let kept = (upper << 13) & !(2 * tie - 1);
+                    for sign in [0, 1u32 << 31] {
+                        for low in [tie - 1, tie, tie + 1] {
+                            out.push(sign | exponent << 23 | kept | low);
+                        }
+                    }
+                }
             }
         }
         out.extend((0..1u32 << 22).map(|i| i.wrapping_mul(0x9e37_79b1)));

@@ -401,16 +401,20 @@ fn every_vector_backend_of_this_cpu_is_under_test() {
     }
 }
 
-/// The five arrays carved from one buffer at chosen element offsets from a 64-byte boundary,
-/// `n` elements each, filled from `data`.
-fn carved<T: SimdElement>(data: &[f64], n: usize, offsets: [usize; 5]) -> (Vec<T>, [usize; 5]) {
-    let stride = n + 64;
-    let buffer: Vec<T> = (0..5 * stride + 64)
-        .map(|i| T::round_from_f64(data[(i * 7) % data.len()]))
-        .collect();
-    let first_aligned = buffer.as_ptr().align_offset(64);
-    let starts = std::array::from_fn(|k| first_aligned + k * stride + offsets[k]);
-    (buffer, starts)
+/// A buffer for five arrays of `n` elements, with its first 64-byte boundary `first` and the
+/// `stride` between arrays (a multiple of 64 bytes); the `5·stride` elements from `first` on are
+/// filled from `data` the same way in every such buffer, whatever its address. Array k starts
+/// at `first + k·stride + offsets[k]`: equal offsets share their offset within a cache line,
+/// different ones do not.
+fn carved<T: SimdElement>(data: &[f64], n: usize) -> (Vec<T>, usize, usize) {
+    let per_line = 64 / std::mem::size_of::<T>();
+    let stride = (n + per_line).div_ceil(per_line) * per_line;
+    let mut buffer = vec![T::round_from_f64(0.0); 5 * stride + per_line];
+    let first = buffer.as_ptr().align_offset(64);
+    for (j, x) in buffer[first..first + 5 * stride].iter_mut().enumerate() {
+        *x = T::round_from_f64(data[(j * 7) % data.len()]);
+    }
+    (buffer, first, stride)
 }
 
 /// The five disjoint `n`-element windows of `buffer` that start at `starts` (increasing).
@@ -451,16 +455,17 @@ fn every_alignment_of_the_five_arrays_gives_the_same_bits() {
         offsets: [usize; 5],
     ) {
         let scalars = StepScalars::<T>::new(config, 7, config.lr).unwrap();
-        let (buffer, starts) = carved::<T>(data, n, offsets);
         let step = |kernel: Option<&Kernel>| {
-            let mut b = buffer.clone();
-            let [p, g, m, v, pp] = windows(&mut b, starts, n);
+            let (mut b, first, stride) = carved::<T>(data, n);
+            let at = std::array::from_fn(|k| first + k * stride + offsets[k]);
+            let [p, g, m, v, pp] = windows(&mut b, at, n);
             let slices = Slices::new(p, g, m, v, Some(pp)).unwrap();
             match kernel {
                 Some(k) => k.update(&scalars, slices),
                 None => update(&scalars, slices),
             }
-            b // the whole buffer: nothing outside the five windows may change either
+            // The five arrays and what lies between them: nothing outside the windows may change.
+            b[first..first + 5 * stride].to_vec()
         };
         let want = step(None);
         for kernel in kernels {

@@ -80,8 +80,12 @@ fn widened<S: Storage>(a: &[S]) -> Vec<f32> {
     a.iter().map(|x| x.widen()).collect()
 }
 
+/// Elements after each array's window: a write past the end changes them.
+const GUARD: usize = 9;
+
 /// One step of the reference and of every kernel on the same data (the five arrays start
-/// `offset` elements into their buffers); every output compared.
+/// `offset` elements into their buffers, `GUARD` elements follow them), with and without the
+/// parameter copy; every output compared, guards included.
 fn check<G: Storage, S: Storage, A: Storage, C: Storage>(
     kernels: &[Kernel],
     scalars: &StepScalars<f32>,
@@ -91,7 +95,7 @@ fn check<G: Storage, S: Storage, A: Storage, C: Storage>(
     with_pretrained: bool,
 ) -> Result<(), TestCaseError> {
     let column = |k: usize| -> Vec<f32> {
-        (0..offset + n)
+        (0..offset + n + GUARD)
             .map(|i| data[(i * 5 + k) % data.len()])
             .collect()
     };
@@ -103,41 +107,53 @@ fn check<G: Storage, S: Storage, A: Storage, C: Storage>(
         narrow(column(3).into_iter().map(f32::abs).collect()),
     );
     let pp: Vec<A> = column(4).into_iter().map(A::narrow).collect();
-    let run = |kernel: Option<&Kernel>| {
+    let w = offset..offset + n;
+    let run = |kernel: Option<&Kernel>, with_copy: bool| {
         let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
-        let mut copy = vec![C::default(); offset + n];
+        let mut copy = vec![C::narrow(7.0); offset + n + GUARD];
         let slices = MixedSlices::new(
-            &mut p[offset..],
-            &g[offset..],
-            &mut m[offset..],
-            &mut v[offset..],
-            with_pretrained.then_some(&pp[offset..]),
+            &mut p[w.clone()],
+            &g[w.clone()],
+            &mut m[w.clone()],
+            &mut v[w.clone()],
+            with_pretrained.then_some(&pp[w.clone()]),
         )
-        .unwrap()
-        .with_params_copy(&mut copy[offset..])
         .unwrap();
-        match kernel {
-            Some(k) => k.update_mixed(scalars, slices),
-            None => update_mixed(scalars, slices),
+        match (kernel, with_copy) {
+            (Some(k), true) => k.update_mixed(
+                scalars,
+                slices.with_params_copy(&mut copy[w.clone()]).unwrap(),
+            ),
+            (None, true) => update_mixed(
+                scalars,
+                slices.with_params_copy(&mut copy[w.clone()]).unwrap(),
+            ),
+            (Some(k), false) => k.update_mixed(scalars, slices),
+            (None, false) => update_mixed(scalars, slices),
         }
         [p, widened(&m), widened(&v), widened(&copy)]
     };
-    let want = run(None);
-    for kernel in kernels {
-        let got = run(Some(kernel));
+    for (kernel, with_copy) in kernels.iter().flat_map(|k| [(k, true), (k, false)]) {
+        let want = run(None, with_copy);
+        let got = run(Some(kernel), with_copy);
         for (k, name) in ["params", "exp_avg", "exp_avg_sq", "params_copy"]
             .iter()
             .enumerate()
         {
             prop_assert!(
                 same_bits(&got[k], &want[k]),
-                "{} differs on {} (grads {} state {} θ* {} copy {}, n={} offset={})",
+                "{} differs on {} (grads {} state {} θ* {} copy {} {}, n={} offset={})",
                 kernel.backend(),
                 name,
                 G::NAME,
                 S::NAME,
                 A::NAME,
                 C::NAME,
+                if with_copy {
+                    "written"
+                } else {
+                    "not asked for"
+                },
                 n,
                 offset
             );
@@ -154,10 +170,12 @@ proptest! {
         (c, t) in config(), data in prop::collection::vec(value(), 1..64),
         n in prop_oneof![0usize..=70, 70usize..if cfg!(miri) { 90 } else { 2000 }],
         offset in 0usize..17, pp in any::<bool>(), lr_frac in 0.0f64..1.0,
+        grad_scale in prop_oneof![3 => Just(1.0), 1 => 0.0f64..1.0],
     ) {
         let Ok(scalars) = StepScalars::<f32>::new(&c, t, c.lr * lr_frac) else {
             return Ok(());
         };
+        let scalars = scalars.with_grad_scale(grad_scale).unwrap();
         let k = kernels();
         check::<bf16, f32, f32, bf16>(&k, &scalars, &data, n, offset, pp)?;
         check::<f16, f32, f32, f16>(&k, &scalars, &data, n, offset, pp)?;
