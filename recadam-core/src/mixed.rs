@@ -17,6 +17,7 @@
 //! their rounding (8 bits of mantissa). Widening is exact, so f32 parameters with bf16 or f16
 //! gradients or θ* lose nothing beyond what the caller's storage already lost.
 
+use crate::update::check_lengths;
 use crate::{rule_for, Element, Error, Rule, StepScalars, Storage};
 
 /// The slices of one mixed-precision update, checked once to have the same length: `G` the
@@ -70,15 +71,7 @@ impl<'a, G: Storage, S: Storage, A: Storage> MixedSlices<'a, G, S, A> {
             ("exp_avg_sq", exp_avg_sq.len()),
             ("pretrained", pretrained.map_or(expected, <[A]>::len)),
         ];
-        for (slice, len) in lens {
-            if len != expected {
-                return Err(Error::LengthMismatch {
-                    slice,
-                    len,
-                    expected,
-                });
-            }
-        }
+        check_lengths(expected, &lens)?;
         Ok(MixedSlices {
             params,
             grads,
@@ -94,13 +87,7 @@ impl<'a, G: Storage, S: Storage, A: Storage> MixedSlices<'a, G, S, A> {
         self,
         copy: &'a mut [C],
     ) -> Result<MixedSlices<'a, G, S, A, C>, Error> {
-        if copy.len() != self.params.len() {
-            return Err(Error::LengthMismatch {
-                slice: "params_copy",
-                len: copy.len(),
-                expected: self.params.len(),
-            });
-        }
+        check_lengths(self.params.len(), &[("params_copy", copy.len())])?;
         Ok(MixedSlices {
             params: self.params,
             grads: self.grads,

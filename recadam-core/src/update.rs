@@ -46,15 +46,7 @@ impl<'a, T> Slices<'a, T> {
             ("exp_avg_sq", exp_avg_sq.len()),
             ("pretrained", pretrained.map_or(expected, <[T]>::len)),
         ];
-        for (slice, len) in lens {
-            if len != expected {
-                return Err(Error::LengthMismatch {
-                    slice,
-                    len,
-                    expected,
-                });
-            }
-        }
+        check_lengths(expected, &lens)?;
         Ok(Slices {
             params,
             grads,
@@ -148,6 +140,18 @@ impl<'a, T> Slices<'a, T> {
             self.exp_avg_sq,
             self.pretrained,
         )
+    }
+}
+
+/// `Ok` when every `(slice, len)` has length `expected`, else the first that does not.
+pub(crate) fn check_lengths(expected: usize, lens: &[(&'static str, usize)]) -> Result<(), Error> {
+    match lens.iter().find(|(_, len)| *len != expected) {
+        Some(&(slice, len)) => Err(Error::LengthMismatch {
+            slice,
+            len,
+            expected,
+        }),
+        None => Ok(()),
     }
 }
 
