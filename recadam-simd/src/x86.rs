@@ -320,121 +320,130 @@ unsafe fn store_first_u16<const N: usize>(block: [u16; N], ptr: *mut u16, count:
     unsafe { core::ptr::copy_nonoverlapping(block.as_ptr(), ptr, count) }
 }
 
-// SAFETY (every `unsafe` block below): as for the lanes above, these methods are inlined into
-// `#[target_feature]` kernels that have AVX-512F (which implies F16C).
-impl HalfLanes for Avx512F32 {
-    #[inline(always)]
-    unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {
-        // SAFETY: count (≤ 16) readable values; a partial vector is copied into a padded block.
-        unsafe {
-            let raw = if count == 16 {
-                _mm256_loadu_si256(ptr.cast())
-            } else {
-                _mm256_loadu_si256(padded::<16>(ptr, count).as_ptr().cast())
-            };
-            Avx512F32(_mm512_castsi512_ps(_mm512_slli_epi32::<16>(
-                _mm512_cvtepu16_epi32(raw),
-            )))
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_bf16(self, ptr: *mut u16, count: usize) {
-        // SAFETY: count (≤ 16) writable values; a partial vector goes through a block.
-        unsafe {
-            let narrow = bf16_bits_avx512(self.0);
-            if count == 16 {
-                _mm256_storeu_si256(ptr.cast(), narrow)
-            } else {
-                let mut block = [0u16; 16];
-                _mm256_storeu_si256(block.as_mut_ptr().cast(), narrow);
-                store_first_u16(block, ptr, count)
-            }
-        }
-    }
-    #[inline(always)]
-    unsafe fn load_f16(ptr: *const u16, count: usize) -> Self {
-        // SAFETY: as load_bf16.
-        unsafe {
-            let raw = if count == 16 {
-                _mm256_loadu_si256(ptr.cast())
-            } else {
-                _mm256_loadu_si256(padded::<16>(ptr, count).as_ptr().cast())
-            };
-            Avx512F32(_mm512_cvtph_ps(raw))
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_f16(self, ptr: *mut u16, count: usize) {
-        // SAFETY: as store_bf16.
-        unsafe {
-            let narrow = _mm512_cvtps_ph::<F16_ROUNDING>(self.0);
-            if count == 16 {
-                _mm256_storeu_si256(ptr.cast(), narrow)
-            } else {
-                let mut block = [0u16; 16];
-                _mm256_storeu_si256(block.as_mut_ptr().cast(), narrow);
-                store_first_u16(block, ptr, count)
-            }
+/// Loads `count` (≤ 16) 16-bit values into a 256-bit vector, zero beyond them; a partial vector
+/// goes through a padded block, so nothing past the slice is read.
+///
+/// # Safety
+/// `ptr..ptr + count` must be readable; the CPU must support AVX.
+#[inline(always)]
+unsafe fn load_16x16(ptr: *const u16, count: usize) -> __m256i {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if count == 16 {
+            _mm256_loadu_si256(ptr.cast())
+        } else {
+            _mm256_loadu_si256(padded::<16>(ptr, count).as_ptr().cast())
         }
     }
 }
 
-// SAFETY (every `unsafe` block below): inlined into `#[target_feature(enable = "avx2,fma,f16c")]`
-// kernels, called only where the CPU has all three.
-impl HalfLanes for Avx2F32 {
+/// Stores the first `count` (≤ 16) 16-bit values of `x`, writing nothing beyond them.
+///
+/// # Safety
+/// `ptr..ptr + count` must be writable; the CPU must support AVX.
+#[inline(always)]
+unsafe fn store_16x16(x: __m256i, ptr: *mut u16, count: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if count == 16 {
+            _mm256_storeu_si256(ptr.cast(), x)
+        } else {
+            let mut block = [0u16; 16];
+            _mm256_storeu_si256(block.as_mut_ptr().cast(), x);
+            store_first_u16(block, ptr, count)
+        }
+    }
+}
+
+/// As [`load_16x16`] for `count` ≤ 8 values in a 128-bit vector.
+///
+/// # Safety
+/// `ptr..ptr + count` must be readable; the CPU must support SSE2.
+#[inline(always)]
+unsafe fn load_8x16(ptr: *const u16, count: usize) -> __m128i {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if count == 8 {
+            _mm_loadu_si128(ptr.cast())
+        } else {
+            _mm_loadu_si128(padded::<8>(ptr, count).as_ptr().cast())
+        }
+    }
+}
+
+/// As [`store_16x16`] for `count` ≤ 8 values of a 128-bit vector.
+///
+/// # Safety
+/// `ptr..ptr + count` must be writable; the CPU must support SSE2.
+#[inline(always)]
+unsafe fn store_8x16(x: __m128i, ptr: *mut u16, count: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if count == 8 {
+            _mm_storeu_si128(ptr.cast(), x)
+        } else {
+            let mut block = [0u16; 8];
+            _mm_storeu_si128(block.as_mut_ptr().cast(), x);
+            store_first_u16(block, ptr, count)
+        }
+    }
+}
+
+// SAFETY (every `unsafe` block below): as for the lanes above, these methods are inlined into
+// `#[target_feature]` kernels that have AVX-512F (which implies F16C); the caller guarantees
+// `count` (≤ 16) readable or writable values.
+impl HalfLanes for Avx512F32 {
     #[inline(always)]
     unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {
-        // SAFETY: count (≤ 8) readable values; a partial vector is copied into a padded block.
+        // SAFETY: see the impl comment.
         unsafe {
-            let raw = if count == 8 {
-                _mm_loadu_si128(ptr.cast())
-            } else {
-                _mm_loadu_si128(padded::<8>(ptr, count).as_ptr().cast())
-            };
-            Avx2F32(_mm256_castsi256_ps(_mm256_slli_epi32::<16>(
-                _mm256_cvtepu16_epi32(raw),
-            )))
+            let widened = _mm512_cvtepu16_epi32(load_16x16(ptr, count));
+            Avx512F32(_mm512_castsi512_ps(_mm512_slli_epi32::<16>(widened)))
         }
     }
     #[inline(always)]
     unsafe fn store_bf16(self, ptr: *mut u16, count: usize) {
-        // SAFETY: count (≤ 8) writable values; a partial vector goes through a block.
-        unsafe {
-            let narrow = bf16_bits_avx2(self.0);
-            if count == 8 {
-                _mm_storeu_si128(ptr.cast(), narrow)
-            } else {
-                let mut block = [0u16; 8];
-                _mm_storeu_si128(block.as_mut_ptr().cast(), narrow);
-                store_first_u16(block, ptr, count)
-            }
-        }
+        // SAFETY: see the impl comment.
+        unsafe { store_16x16(bf16_bits_avx512(self.0), ptr, count) }
     }
     #[inline(always)]
     unsafe fn load_f16(ptr: *const u16, count: usize) -> Self {
-        // SAFETY: as load_bf16; F16C as the impl comment says.
-        unsafe {
-            let raw = if count == 8 {
-                _mm_loadu_si128(ptr.cast())
-            } else {
-                _mm_loadu_si128(padded::<8>(ptr, count).as_ptr().cast())
-            };
-            Avx2F32(_mm256_cvtph_ps(raw))
-        }
+        // SAFETY: see the impl comment.
+        unsafe { Avx512F32(_mm512_cvtph_ps(load_16x16(ptr, count))) }
     }
     #[inline(always)]
     unsafe fn store_f16(self, ptr: *mut u16, count: usize) {
-        // SAFETY: as store_bf16.
+        // SAFETY: see the impl comment.
+        unsafe { store_16x16(_mm512_cvtps_ph::<F16_ROUNDING>(self.0), ptr, count) }
+    }
+}
+
+// SAFETY (every `unsafe` block below): inlined into `#[target_feature(enable = "avx2,fma,f16c")]`
+// kernels, called only where the CPU has all three; the caller guarantees `count` (≤ 8)
+// readable or writable values.
+impl HalfLanes for Avx2F32 {
+    #[inline(always)]
+    unsafe fn load_bf16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: see the impl comment.
         unsafe {
-            let narrow = _mm256_cvtps_ph::<F16_ROUNDING>(self.0);
-            if count == 8 {
-                _mm_storeu_si128(ptr.cast(), narrow)
-            } else {
-                let mut block = [0u16; 8];
-                _mm_storeu_si128(block.as_mut_ptr().cast(), narrow);
-                store_first_u16(block, ptr, count)
-            }
+            let widened = _mm256_cvtepu16_epi32(load_8x16(ptr, count));
+            Avx2F32(_mm256_castsi256_ps(_mm256_slli_epi32::<16>(widened)))
         }
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(self, ptr: *mut u16, count: usize) {
+        // SAFETY: see the impl comment.
+        unsafe { store_8x16(bf16_bits_avx2(self.0), ptr, count) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(ptr: *const u16, count: usize) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { Avx2F32(_mm256_cvtph_ps(load_8x16(ptr, count))) }
+    }
+    #[inline(always)]
+    unsafe fn store_f16(self, ptr: *mut u16, count: usize) {
+        // SAFETY: see the impl comment.
+        unsafe { store_8x16(_mm256_cvtps_ph::<F16_ROUNDING>(self.0), ptr, count) }
     }
 }
 
