@@ -3,7 +3,7 @@
 # $RECADAM_PY_VENV), installs what the tests need (torch, numpy, pytest, transformers, accelerate,
 # maturin; torch from PyPI is the CUDA build, about 3 GB, 2.5 minutes the first time), builds and
 # installs the package from ./python as a user would (`pip install ./python`), and runs pytest.
-# Extra arguments go to pytest.
+# Extra arguments go to pytest. RECADAM_PY_REUSE=1: test the package already installed, if any.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -19,7 +19,13 @@ if ! "$venv/bin/python" -c "import torch, numpy, pytest, transformers, accelerat
   "$venv/bin/pip" install --quiet --disable-pip-version-check torch numpy pytest transformers accelerate deepspeed maturin
 fi
 # The package itself, built by maturin through pip (no build isolation: maturin is in the venv).
-"$venv/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps "$here"
+# RECADAM_PY_REUSE=1 keeps a package already installed from this checkout (CI's second run, with
+# other data folders, tests the same build).
+if [ "${RECADAM_PY_REUSE:-0}" = 1 ] && "$venv/bin/python" -c "import recadam" 2>/dev/null; then
+  :
+else
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps "$here"
+fi
 # From outside the source folder, so that the installed package is what is tested.
 cd "$root"
 # DeepSpeed is installed above, so its test must run here, not skip.

@@ -14,6 +14,13 @@ rounds, and each ratio is the median of the ratios within a round):
 - `official`: the official RecAdam.py's algorithm in plain torch, per tensor (add_/addcmul_/
   addcdiv_, as the file writes it);
 - `adamw_fused`: torch.optim.AdamW(fused=True), 28 bytes/param;
+- `deepspeed`: DeepSpeed's `DeepSpeedCPUAdam` (AdamW, fp32 parameters and states, the optimizer
+  ZeRO-Offload runs on the host; 28 bytes/param), where deepspeed is installed
+  (`pip install deepspeed`; its kernel is compiled on first use, a minute or two, with
+  DS_ACCELERATOR=cpu on a machine without a GPU). It runs on its own OpenMP runtime (not the one
+  bundled with torch's wheel), whose thread count is set here through libgomp's
+  omp_set_num_threads; fp32 is the one storage mode both it and recadam support (its 16-bit
+  modes keep 16-bit master parameters, which recadam does not);
 - `stream`: a pass with RecAdam's traffic (reads p, g, m, v, θ*; writes p, m, v) on recadam's
   threads: the memory limit of the update;
 - `read`: one plain read of the gradients (torch.sum per tensor, on torch's threads).
@@ -27,9 +34,24 @@ import statistics
 import sys
 import time
 
+import ctypes
+import os
+
 import torch
 
 import recadam
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() else "cuda")
+
+
+def deepspeed_cpu_adam():
+    """DeepSpeedCPUAdam and a function that sets its OpenMP threads, or None without deepspeed."""
+    try:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+    except ImportError:
+        return None
+    gomp = ctypes.CDLL("libgomp.so.1")
+    return DeepSpeedCPUAdam, gomp.omp_set_num_threads
 
 MINILM = (
     [(30522, 384), (512, 384), (2, 384), (384,), (384,)]
@@ -91,7 +113,7 @@ def tensors(shapes, seed):
     return out
 
 
-def measure(shapes, threads, rounds, per_round):
+def measure(shapes, threads, rounds, per_round, deepspeed):
     torch.set_num_threads(threads)
     n = sum(math.prod(s) for s in shapes)
     hyper = dict(lr=2e-5, eps=1e-6, weight_decay=0.01, anneal_k=0.1, anneal_t0=250, anneal_w=1.0, pretrain_cof=5000.0)
@@ -124,6 +146,11 @@ def measure(shapes, threads, rounds, per_round):
         "stream": lambda: engine.stream("float32", specs),
         "read": lambda: [g.sum() for g in grads],
     }
+    if deepspeed is not None:
+        cpu_adam, set_threads = deepspeed
+        set_threads(threads)
+        ds = cpu_adam(tensors(shapes, 0), lr=2e-5, eps=1e-6, weight_decay=0.01, adamw_mode=True)
+        contenders["deepspeed"] = ds.step
     for f in contenders.values():
         f()
     names = list(contenders)
@@ -155,15 +182,23 @@ def measure(shapes, threads, rounds, per_round):
         "speedup_over_official_no_guard": ratio("official", "recadam"),
         "per_byte_vs_adamw": statistics.median((a / 28) / (r / 32) for a, r in zip(times["adamw_fused"], times["recadam"])),
         "python_overhead": statistics.median(overhead),
+        # DeepSpeedCPUAdam's time per byte (28 per parameter) over recadam's (32): above 1, recadam
+        # moves its bytes faster.
+        "per_byte_vs_deepspeed": (
+            statistics.median((d / 28) / (r / 32) for d, r in zip(times["deepspeed"], times["recadam"]))
+            if "deepspeed" in times
+            else None
+        ),
     }
 
 
 def main():
     as_json = "--json" in sys.argv
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    deepspeed = deepspeed_cpu_adam()
     for label, shapes, per_round in (("minilm-l6", MINILM, 5), ("2^24", [(1 << 24,)], 5)):
         for threads in (1, 2):
-            res = measure(shapes, threads, rounds=9, per_round=per_round)
+            res = measure(shapes, threads, rounds=9, per_round=per_round, deepspeed=deepspeed)
             res.update(list=label, cpu=cpu, torch=torch.__version__)
             if as_json:
                 print(json.dumps(res), flush=True)
@@ -174,7 +209,12 @@ def main():
                     f"official {ns['official']:.3f}, fused AdamW {ns['adamw_fused']:.3f}, stream {ns['stream']:.3f}, read {ns['read']:.3f}; "
                     f"recadam/stream {res['recadam_to_stream']:.3f}, guard/(stream+read) {res['recadam_guard_to_stream_plus_read']:.3f}, "
                     f"× official {res['speedup_over_official']:.2f} (no guard {res['speedup_over_official_no_guard']:.2f}), "
-                    f"per byte vs AdamW {res['per_byte_vs_adamw']:.3f}, Python overhead {res['python_overhead']:.1%}",
+                    f"per byte vs AdamW {res['per_byte_vs_adamw']:.3f}, Python overhead {res['python_overhead']:.1%}"
+                    + (
+                        f"; DeepSpeedCPUAdam {ns['deepspeed']:.3f} ns/param, per byte vs it {res['per_byte_vs_deepspeed']:.3f}"
+                        if res["per_byte_vs_deepspeed"] is not None
+                        else ""
+                    ),
                     flush=True,
                 )
 

@@ -5,9 +5,10 @@
 //! parameter at once (the global gradient norm, the guard's all-or-nothing check, one split of the
 //! work over the threads), so the op of each var runs the op of the next one inside it: at the
 //! innermost var, every var's values and gradient are borrowed, and the step runs over them all.
-//! The nesting costs about 1 KiB of stack per var: up to 128 vars it runs on the calling thread,
-//! beyond that on a thread started for the step with a stack sized for it (`tests/in_place.rs`
-//! steps 10,000 vars). No value is copied.
+//! The nesting costs about 1 KiB of stack per var with candle optimised and 3-4 KiB without (a
+//! debug build): up to 128 vars it runs on the calling thread, beyond that on a thread started for
+//! the step with a stack sized for it (`tests/in_place.rs` steps 10,000 vars; CI builds candle
+//! unoptimised). No value is copied.
 
 use std::cell::RefCell;
 
@@ -27,9 +28,10 @@ pub(crate) struct Lend<'r> {
 /// own whose stack is sized for them.
 const ON_CALLING_THREAD: usize = 128;
 
-/// Stack per nested var on that thread: twice the most measured (about 1 KiB; 2,000 vars fit a
-/// 2 MiB stack and 4,000 do not), and a base for the step itself.
-const STACK_PER_VAR: usize = 2 << 10;
+/// Stack per nested var on that thread: twice the most measured (10,000 vars need more than
+/// 3 KiB each and at most 4 KiB with candle unoptimised; about 1 KiB optimised), and a base for
+/// the step itself.
+const STACK_PER_VAR: usize = 8 << 10;
 const STACK_BASE: usize = 256 << 10;
 
 /// Calls `step` with every var of `lends` borrowed for writing and its gradient for reading.

@@ -143,8 +143,8 @@ fn steps_equal_recadam_std_bit_for_bit_and_write_in_place() {
     assert!(d.overall > 0.0);
 }
 
-/// One step nests one in-place op per var (about 1 KiB of stack each): 10,000 vars do not fit a
-/// test thread's 2 MiB stack, and the step runs them on a thread of its own.
+/// One step nests one in-place op per var (1 to 4 KiB of stack each, optimised or not): 10,000
+/// vars do not fit a test thread's 2 MiB stack, and the step runs them on a thread of its own.
 #[test]
 fn ten_thousand_vars_in_one_step() {
     let vars: Vec<Var> = (0..10_000)
