@@ -17,6 +17,9 @@ import torch
 from . import _recadam
 
 _FLOATS = (torch.float32, torch.float64)
+# Storage of the moments and θ* besides the parameters' own dtype (float32 parameters only).
+_STORED = (torch.bfloat16,)
+_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
 
 
 class RecAdam(torch.optim.Optimizer):
@@ -38,6 +41,14 @@ class RecAdam(torch.optim.Optimizer):
     - ``penalty``: ``"decoupled"`` (RecAdam) or ``"coupled"`` (the paper's ablation, DESIGN 1.2).
       AdamW is ``anneal_w=0``.
     - ``backend``: force a SIMD backend (``recadam.backends()``); every backend gives the same bits.
+    - ``state_dtype``: ``torch.bfloat16`` keeps ``exp_avg`` and ``exp_avg_sq`` of float32
+      parameters in bfloat16 (8 bytes per parameter less on a host that offloads the optimizer;
+      each step computes the moments in float32 and stores them rounded to nearest even: other
+      numerics than float32 moments, as DeepSpeedCPUAdam's ``fp32_optimizer_states=False``).
+      Default: the parameter's dtype.
+    - ``pretrained_dtype``: ``torch.bfloat16`` keeps θ* in bfloat16 (a bf16 pretrained checkpoint
+      loses nothing; 2 bytes per parameter less). ``pretrain_params`` must then be bfloat16, and a
+      snapshot θ* is rounded to nearest even. Default: the parameter's dtype.
 
     Invalid hyperparameters raise ``ValueError`` naming the field and value, including a learning
     rate at which the penalty diverges (lr·(w − λ)·γ ≥ 2: the official defaults lr=1e-3 with
@@ -63,7 +74,16 @@ class RecAdam(torch.optim.Optimizer):
         nonfinite="skip",
         penalty="decoupled",
         backend=None,
+        state_dtype=None,
+        pretrained_dtype=None,
     ):
+        for name, value in (("state_dtype", state_dtype), ("pretrained_dtype", pretrained_dtype)):
+            if value is not None and value not in (torch.float32, torch.float64) + _STORED:
+                raise TypeError(
+                    f"unsupported {name}={value}: expected None (the parameter's dtype) or torch.bfloat16"
+                )
+        self.state_dtype = state_dtype
+        self.pretrained_dtype = pretrained_dtype
         if nonfinite not in ("skip", "raise", "propagate"):
             raise ValueError(f"invalid nonfinite={nonfinite!r}: expected 'skip', 'raise' or 'propagate'")
         if threads is None:
@@ -120,10 +140,17 @@ class RecAdam(torch.optim.Optimizer):
                 raise ValueError(
                     f"param group {index}, parameter {i}: pretrain_params has shape {tuple(pp.shape)}, the parameter {tuple(p.shape)}"
                 )
-            if pp.dtype != p.dtype:
+            want = self._stored_dtype(p, self.pretrained_dtype)
+            if pp.dtype != want:
+                hint = "" if pp.dtype not in _STORED else f" (pass pretrained_dtype={pp.dtype} to keep θ* in {pp.dtype})"
                 raise TypeError(
-                    f"param group {index}, parameter {i}: pretrain_params is {pp.dtype}, the parameter {p.dtype}"
+                    f"param group {index}, parameter {i}: pretrain_params is {pp.dtype}, expected {want}{hint}"
                 )
+
+    @staticmethod
+    def _stored_dtype(p, chosen):
+        """The dtype a parameter's moments or θ* are kept in: `chosen`, or the parameter's."""
+        return p.dtype if chosen is None else chosen
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
@@ -134,6 +161,13 @@ class RecAdam(torch.optim.Optimizer):
                 group.setdefault(key, value)
         self.skipped_steps = state_dict.get("recadam", {}).get("skipped_steps", 0)
         self._checked = {}
+        # torch casts floating-point state to its parameter's dtype: back to the storage chosen
+        # here (exact: the values came from that storage).
+        for p, st in self.state.items():
+            for key, chosen in (("exp_avg", self.state_dtype), ("exp_avg_sq", self.state_dtype), ("pretrain_param", self.pretrained_dtype)):
+                t = st.get(key)
+                if isinstance(t, torch.Tensor) and t.dtype != self._stored_dtype(p, chosen):
+                    st[key] = t.to(self._stored_dtype(p, chosen)).contiguous()
 
     def state_dict(self):
         sd = super().state_dict()
@@ -144,16 +178,31 @@ class RecAdam(torch.optim.Optimizer):
         # torch keeps defaults, state and param_groups; the engine (threads, kernel) is not
         # picklable and is rebuilt from its settings.
         state = super().__getstate__()
-        state["recadam"] = dict(threads=self._engine.threads, backend=self._backend, nonfinite=self.nonfinite, skipped_steps=self.skipped_steps)
+        state["recadam"] = dict(
+            threads=self._engine.threads,
+            backend=self._backend,
+            nonfinite=self.nonfinite,
+            skipped_steps=self.skipped_steps,
+            state_dtype=self.state_dtype,
+            pretrained_dtype=self.pretrained_dtype,
+        )
         return state
 
     def __setstate__(self, state):
-        settings = state.pop("recadam", None) or dict(threads=1, backend=None, nonfinite="skip", skipped_steps=0)
+        settings = state.pop("recadam", None)
         super().__setstate__(state)
+        if settings is None and hasattr(self, "_engine"):
+            # torch's load_state_dict ends in __setstate__ on the live optimizer: its own settings
+            # (threads, backend, guard, storage) stay.
+            self._checked = {}
+            return
+        settings = settings or dict(threads=1, backend=None, nonfinite="skip", skipped_steps=0)
         self._engine = _recadam.Engine(settings["threads"], settings["backend"])
         self._backend = settings["backend"]
         self.nonfinite = settings["nonfinite"]
         self.skipped_steps = settings["skipped_steps"]
+        self.state_dtype = settings.get("state_dtype")
+        self.pretrained_dtype = settings.get("pretrained_dtype")
         self._checked = {}
 
     @torch.no_grad()
@@ -189,7 +238,7 @@ class RecAdam(torch.optim.Optimizer):
                     dtype = p.dtype
                 state = self.state[p]
                 if not state:
-                    _init_state(state, p)
+                    _init_state(state, p, self._stored_dtype(p, self.state_dtype))
                 m = state["exp_avg"]
                 v = state["exp_avg_sq"]
                 pp = None
@@ -199,18 +248,13 @@ class RecAdam(torch.optim.Optimizer):
                     else:
                         pp = state.get("pretrain_param")
                         if pp is None:
-                            pp = state["pretrain_param"] = p.detach().clone(memory_format=torch.contiguous_format)
+                            pp = state["pretrain_param"] = _snapshot(p, self._stored_dtype(p, self.pretrained_dtype))
                 # The state and θ* are checked in full when first seen and whenever their memory
                 # or length changes (a load_state_dict, a user's replacement or resize).
                 key = (m.data_ptr(), v.data_ptr(), 0 if pp is None else pp.data_ptr(), n, m.numel(), v.numel(), n if pp is None else pp.numel())
                 if checked.get(id(p)) != key:
                     where = f"param group {gi}, parameter {i}"
-                    for t, what in ((m, "its exp_avg"), (v, "its exp_avg_sq"), (pp, "its pretrain_params")):
-                        if t is None:
-                            continue
-                        _check_tensor(t, where, what)
-                        if t.dtype != p.dtype or t.shape != p.shape:
-                            raise TypeError(f"{where}: {what} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+                    _check_state(p, where, m, v, pp, self._stored_dtype(p, self.state_dtype), self._stored_dtype(p, self.pretrained_dtype))
                     checked[id(p)] = key
                 stepped.append(state)
                 if n:
@@ -218,11 +262,14 @@ class RecAdam(torch.optim.Optimizer):
         if not stepped:
             return loss
         groups = [_spec(g) for g in self.param_groups]
+        name = lambda d: _NAMES.get(d, str(d))
         skipped, _norm = self._engine.step(
-            "float32" if dtype == torch.float32 else "float64" if dtype == torch.float64 else str(dtype),
+            name(dtype),
             groups,
             specs,
             "skip" if self.nonfinite == "raise" else self.nonfinite,
+            name(self.state_dtype or dtype),
+            name(self.pretrained_dtype or dtype),
         )
         if skipped is not None:
             if self.nonfinite == "skip":
@@ -239,6 +286,11 @@ class RecAdam(torch.optim.Optimizer):
     def _state_specs(self, loading):
         """Every parameter's state as `(exp_avg, exp_avg_sq, θ* or 0, len, group, steps)`
         for the project's checkpoint format, creating zero state where there is none yet."""
+        if self.state_dtype not in (None, torch.float32, torch.float64) or self.pretrained_dtype not in (None, torch.float32, torch.float64):
+            raise TypeError(
+                "save() and load_checkpoint() keep float32 or float64 state; with bfloat16 state or θ* "
+                "use state_dict() and load_state_dict() (torch's format, exact for every dtype)"
+            )
         specs, dtype = [], None
         for gi, group in enumerate(self.param_groups):
             pps = group["pretrain_params"]
@@ -325,11 +377,33 @@ class RecAdam(torch.optim.Optimizer):
         return {"total": math.sqrt(sum(d * d for d in per_group)), "groups": per_group}
 
 
-def _init_state(state, p):
-    """A parameter's state before its first step, as the official code makes it."""
+def _init_state(state, p, dtype=None):
+    """A parameter's state before its first step, as the official code makes it (in `dtype`,
+    by default the parameter's)."""
     state["step"] = 0
-    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+    state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+    state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+
+
+def _snapshot(p, dtype):
+    """θ* taken from a parameter: a copy, rounded to nearest even where `dtype` is narrower."""
+    if dtype == p.dtype:
+        return p.detach().clone(memory_format=torch.contiguous_format)
+    return p.detach().to(dtype).contiguous()
+
+
+def _check_state(p, where, m, v, pp, state_dtype, pretrained_dtype):
+    """The moments and θ* of `p` must be CPU, dense, contiguous, of its shape and of the
+    storage chosen for them: a bfloat16 buffer where float16 or float32 is due (or a state
+    resized by a re-partition) is an error naming it, never a reinterpretation."""
+    if p.dtype != torch.float32 and (state_dtype != p.dtype or pretrained_dtype != p.dtype):
+        raise TypeError(f"{where}: bfloat16 moments or θ* need float32 parameters; the parameter is {p.dtype}")
+    for t, what, want in ((m, "its exp_avg", state_dtype), (v, "its exp_avg_sq", state_dtype), (pp, "its pretrain_params", pretrained_dtype)):
+        if t is None:
+            continue
+        if t.dtype != want or t.shape != p.shape:
+            raise TypeError(f"{where}: {what} is {t.dtype} {tuple(t.shape)}, expected {want} {tuple(p.shape)} (the parameter is {p.dtype} {tuple(p.shape)})")
+        _check_tensor(t, where, what, stored=True)
 
 
 def _spec(group):
@@ -353,8 +427,8 @@ def _usable(t):
     return t.is_cpu and not t.is_sparse and t.dtype in _FLOATS and t.is_contiguous()
 
 
-def _check_tensor(t, where, what):
-    if _usable(t):
+def _check_tensor(t, where, what, stored=False):
+    if _usable(t) or (stored and t.is_cpu and not t.is_sparse and t.dtype in _STORED and t.is_contiguous()):
         return
     if t.device.type != "cpu":
         raise TypeError(f"{where}: {what} is on {t.device}; recadam steps CPU tensors (move the optimizer state to the CPU, as ZeRO-Offload does)")

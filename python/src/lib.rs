@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use recadam_core::{Annealing, PenaltyMode, RecAdamConfig, Slices};
+use recadam_core::half::bf16;
+use recadam_core::{Annealing, PenaltyMode, RecAdamConfig, Slices, Storage};
 use recadam_simd::SimdElement;
 use recadam_std::{
     load_held,
-    raw::{self, RawParam, RawState},
-    save_held, step_held, thread_pool, Backend, HeldParam, HeldState, Kernel, NonFiniteGuard, Pool,
+    raw::{self, RawMixedParam, RawParam, RawState},
+    save_held, step_held, step_held_mixed, thread_pool, Backend, HeldMixedParam, HeldParam,
+    HeldState, Kernel, NonFiniteGuard, Pool,
 };
 
 /// A param group as the Python optimizer keeps it: the official `RecAdam.py` keys, plus
@@ -205,8 +207,11 @@ impl Engine {
     /// index of the first parameter with a non-finite gradient when the step was skipped.
     ///
     /// The caller guarantees that every address is the start of a live, C-contiguous CPU buffer
-    /// of `len` elements of `dtype`, kept alive and not used by another thread for the call.
-    #[pyo3(signature = (dtype, groups, params, nonfinite))]
+    /// of `len` elements of `dtype` (the moments of `state_dtype`, θ* of `pretrained_dtype`
+    /// where given: `"bfloat16"` storage for float32 parameters), kept alive and not used by
+    /// another thread for the call.
+    #[pyo3(signature = (dtype, groups, params, nonfinite, state_dtype = None, pretrained_dtype = None))]
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
         py: Python<'_>,
@@ -214,6 +219,8 @@ impl Engine {
         groups: Vec<GroupSpec>,
         params: Vec<ParamSpec>,
         nonfinite: &str,
+        state_dtype: Option<&str>,
+        pretrained_dtype: Option<&str>,
     ) -> PyResult<(Option<usize>, Option<f64>)> {
         let configs = groups
             .iter()
@@ -229,10 +236,30 @@ impl Engine {
                 )))
             }
         };
-        match dtype {
-            "float32" => self.step_typed::<f32>(py, &configs, &params, guard),
-            "float64" => self.step_typed::<f64>(py, &configs, &params, guard),
-            other => Err(PyTypeError::new_err(format!(
+        let state = state_dtype.unwrap_or(dtype);
+        let pretrained = pretrained_dtype.unwrap_or(dtype);
+        match (dtype, state, pretrained) {
+            ("float32", "float32", "float32") => {
+                self.step_typed::<f32>(py, &configs, &params, guard)
+            }
+            ("float64", "float64", "float64") => {
+                self.step_typed::<f64>(py, &configs, &params, guard)
+            }
+            ("float32", "bfloat16", "float32") => {
+                self.step_mixed::<bf16, f32>(py, &configs, &params, guard)
+            }
+            ("float32", "float32", "bfloat16") => {
+                self.step_mixed::<f32, bf16>(py, &configs, &params, guard)
+            }
+            ("float32", "bfloat16", "bfloat16") => {
+                self.step_mixed::<bf16, bf16>(py, &configs, &params, guard)
+            }
+            ("float32" | "float64", ..) => Err(PyTypeError::new_err(format!(
+                "unsupported storage: {dtype} parameters with {state} moments and {pretrained} θ* \
+                 (float32 parameters may keep their moments and θ* in float32 or bfloat16; \
+                 float64 parameters keep everything in float64)"
+            ))),
+            (other, ..) => Err(PyTypeError::new_err(format!(
                 "unsupported dtype {other}: recadam steps float32 and float64"
             ))),
         }
@@ -273,6 +300,46 @@ impl Engine {
                     }
                 });
                 Ok(())
+            })
+        })
+    }
+
+    /// [`Engine::step_typed`] for float32 parameters and gradients whose moments are stored as
+    /// `S` and θ* as `A` (recadam-std's `step_held_mixed`).
+    fn step_mixed<S: Storage, A: Storage>(
+        &self,
+        py: Python<'_>,
+        configs: &[RecAdamConfig],
+        params: &[ParamSpec],
+        guard: NonFiniteGuard,
+    ) -> PyResult<(Option<usize>, Option<f64>)> {
+        let (kernel, pool) = (self.kernel, self.pool.clone());
+        py.detach(|| {
+            caught(|| {
+                let raw: Vec<RawMixedParam<f32, S, A>> = params
+                    .iter()
+                    .map(|&(p, g, m, v, pp, len, ..)| RawMixedParam {
+                        value: p as *mut f32,
+                        grad: g as *const f32,
+                        exp_avg: m as *mut S,
+                        exp_avg_sq: v as *mut S,
+                        pretrained: pp as *const A,
+                        params_copy: std::ptr::null_mut(),
+                        len,
+                    })
+                    .collect();
+                // SAFETY: as in `step_typed`, each buffer of its declared storage type (the
+                // Python side checks every tensor's dtype against it); `raw::mixed_slices`
+                // checks null, alignment, sizes and overlaps.
+                let slices = unsafe { raw::mixed_slices(&raw) }.map_err(value_error)?;
+                let held = slices
+                    .into_iter()
+                    .zip(params)
+                    .map(|(slices, &(.., group, t))| HeldMixedParam { slices, group, t })
+                    .collect();
+                let report = step_held_mixed(kernel, pool.as_ref(), guard, configs, held)
+                    .map_err(value_error)?;
+                Ok((report.skipped, report.grad_norm))
             })
         })
     }

@@ -82,6 +82,19 @@ impl<'a, G: Storage, S: Storage, A: Storage> MixedSlices<'a, G, S, A> {
         })
     }
 
+    /// The same slices, typed for a copy of type `C` that is not written: where whether there
+    /// is a copy is known only at run time (a binding), both cases have one type.
+    pub fn without_params_copy<C: Storage>(self) -> MixedSlices<'a, G, S, A, C> {
+        MixedSlices {
+            params: self.params,
+            grads: self.grads,
+            exp_avg: self.exp_avg,
+            exp_avg_sq: self.exp_avg_sq,
+            pretrained: self.pretrained,
+            params_copy: None,
+        }
+    }
+
     /// Also writes each updated parameter, narrowed to `C`, into `copy` (as long as `params`).
     pub fn with_params_copy<C: Storage>(
         self,
@@ -113,6 +126,59 @@ impl<'a, G, S, A, C> MixedSlices<'a, G, S, A, C> {
     /// Whether these parameters have θ* (and so can be penalised).
     pub fn has_pretrained(&self) -> bool {
         self.pretrained.is_some()
+    }
+
+    /// The gradients (what a guard reads before any write).
+    pub fn grads(&self) -> &'a [G] {
+        self.grads
+    }
+
+    /// Splits every slice at `mid`: `[0, mid)` and `[mid, len)`; `None` when `mid` exceeds the
+    /// length. (Threads take parts of one tensor this way.)
+    ///
+    /// ```
+    /// use recadam_core::half::bf16;
+    /// use recadam_core::MixedSlices;
+    ///
+    /// let (mut p, g) = ([0.0f32; 5], [bf16::ZERO; 5]);
+    /// let (mut m, mut v) = ([0.0f32; 5], [0.0f32; 5]);
+    /// let slices = MixedSlices::<_, _, f32>::new(&mut p, &g, &mut m, &mut v, None)?;
+    /// let (a, b) = slices.split_at(2).unwrap();
+    /// assert_eq!((a.len(), b.len()), (2, 3));
+    /// # Ok::<(), recadam_core::Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn split_at(self, mid: usize) -> Option<(Self, Self)> {
+        if mid > self.len() {
+            return None;
+        }
+        let (p0, p1) = self.params.split_at_mut(mid);
+        let (g0, g1) = self.grads.split_at(mid);
+        let (m0, m1) = self.exp_avg.split_at_mut(mid);
+        let (v0, v1) = self.exp_avg_sq.split_at_mut(mid);
+        let (a0, a1) = match self.pretrained {
+            Some(a) => {
+                let (x, y) = a.split_at(mid);
+                (Some(x), Some(y))
+            }
+            None => (None, None),
+        };
+        let (c0, c1) = match self.params_copy {
+            Some(c) => {
+                let (x, y) = c.split_at_mut(mid);
+                (Some(x), Some(y))
+            }
+            None => (None, None),
+        };
+        let part = |params, grads, exp_avg, exp_avg_sq, pretrained, params_copy| MixedSlices {
+            params,
+            grads,
+            exp_avg,
+            exp_avg_sq,
+            pretrained,
+            params_copy,
+        };
+        Some((part(p0, g0, m0, v0, a0, c0), part(p1, g1, m1, v1, a1, c1)))
     }
 
     /// The raw slices `(params, grads, exp_avg, exp_avg_sq, pretrained, params_copy)`, all of one

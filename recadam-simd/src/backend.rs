@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use recadam_core::{Element, MixedSlices, Slices, StepScalars, Storage};
+use recadam_core::{Element, MixedSlices, Slices, StepScalars, Storage, StorageType};
 
 use crate::grad_stats::{grad_stats_body, GradStats};
 #[cfg(target_arch = "x86_64")]
@@ -338,6 +338,31 @@ impl Kernel {
     #[inline]
     pub fn grad_stats<T: SimdElement>(&self, grads: &[T]) -> GradStats {
         T::grad_stats_on(self, grads)
+    }
+
+    /// [`Kernel::grad_stats`] of gradients stored as f32, bf16 or f16: the statistics of their
+    /// exact f32 values, with the bits `grad_stats` gives for those values (the guard of a
+    /// mixed-precision step reads 16-bit gradients as the f32 step reads f32 ones).
+    ///
+    /// ```
+    /// use recadam_core::half::bf16;
+    /// use recadam_simd::Kernel;
+    ///
+    /// let k = Kernel::best();
+    /// let g = [bf16::from_f32(3.0), bf16::from_f32(4.0)];
+    /// assert_eq!(k.grad_stats_stored(&g), k.grad_stats(&[3.0f32, 4.0]));
+    /// assert!(!k.grad_stats_stored(&[bf16::NAN]).finite);
+    /// ```
+    #[inline]
+    pub fn grad_stats_stored<G: Storage>(&self, grads: &[G]) -> GradStats {
+        if G::TYPE == StorageType::F32 {
+            // SAFETY: `Storage` is sealed; the one type whose TYPE is F32 is f32 itself, so the
+            // slice is an f32 slice of the same length.
+            let grads =
+                unsafe { core::slice::from_raw_parts(grads.as_ptr().cast::<f32>(), grads.len()) };
+            return self.grad_stats(grads);
+        }
+        crate::grad_stats::stored_stats_body(grads)
     }
 
     /// The benchmarks' memory-bandwidth reference: the update's memory shape (reads p, g, m, v,

@@ -54,7 +54,17 @@ pub(crate) fn grad_stats_body<T: Element>(g: &[T]) -> GradStats {
 
 /// Combines the accumulators in the fixed tree, and settles finiteness.
 #[inline(always)]
-fn finish<T: Element>(g: &[T], mut acc: [f64; ACCUMULATORS]) -> GradStats {
+fn finish<T: Element>(g: &[T], acc: [f64; ACCUMULATORS]) -> GradStats {
+    let sum_squares = combine(acc);
+    GradStats {
+        sum_squares,
+        finite: sum_squares.is_finite() || g.iter().all(|x| x.is_finite()),
+    }
+}
+
+/// The fixed pairwise tree over the accumulators.
+#[inline(always)]
+fn combine(mut acc: [f64; ACCUMULATORS]) -> f64 {
     let mut width = ACCUMULATORS;
     while width > 1 {
         width /= 2;
@@ -62,10 +72,23 @@ fn finish<T: Element>(g: &[T], mut acc: [f64; ACCUMULATORS]) -> GradStats {
             acc[j] += acc[j + width];
         }
     }
-    let sum_squares = acc[0];
+    acc[0]
+}
+
+/// [`grad_stats_body`] for gradients stored as bf16 or f16, widened exactly: the same order, so
+/// the same bits as the statistics of their f32 values. Squares of values in f32's range cannot
+/// overflow an f64 sum, so the sum alone says whether every element is finite.
+#[inline]
+pub(crate) fn stored_stats_body<G: recadam_core::Storage>(g: &[G]) -> GradStats {
+    let mut acc = [0.0f64; ACCUMULATORS];
+    for (i, &x) in g.iter().enumerate() {
+        let wide = f64::from(x.widen());
+        acc[i % ACCUMULATORS] += wide * wide;
+    }
+    let sum_squares = combine(acc);
     GradStats {
         sum_squares,
-        finite: sum_squares.is_finite() || g.iter().all(|x| x.is_finite()),
+        finite: sum_squares.is_finite(),
     }
 }
 

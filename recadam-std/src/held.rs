@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use recadam_core::{RecAdamConfig, Slices, StepScalars};
-use recadam_simd::{Kernel, SimdElement};
+use recadam_core::{Element, MixedSlices, RecAdamConfig, Slices, StepScalars, Storage};
+use recadam_simd::{GradStats, Kernel, SimdElement};
 
 use crate::pool::{self, Pool};
 use crate::{
@@ -67,36 +67,21 @@ pub fn step_held<T: SimdElement>(
     params: Vec<HeldParam<'_, T>>,
 ) -> Result<HeldReport, Error> {
     // The step scalars first: every check that can fail runs before any write.
-    let mut scalars = Vec::with_capacity(params.len());
-    for (k, p) in params.iter().enumerate() {
-        let config = configs.get(p.group).ok_or(Error::UnknownGroup(format!(
-            "#{} (of parameter #{k}; {} given)",
-            p.group,
-            configs.len()
-        )))?;
-        if config.has_penalty() && !p.slices.has_pretrained() {
-            return Err(Error::MissingPretrained {
-                name: format!("#{k}"),
-                group: format!("#{}", p.group),
-            });
-        }
-        scalars.push(StepScalars::new(config, p.t, config.lr)?);
-    }
-    let mut grad_norm = None;
+    let scalars = held_scalars(
+        configs,
+        params
+            .iter()
+            .map(|p| (p.group, p.t, p.slices.has_pretrained())),
+    )?;
+    let mut report = HeldReport {
+        skipped: None,
+        grad_norm: None,
+    };
     if guard != NonFiniteGuard::Off {
         let grads: Vec<&[T]> = params.iter().map(|p| p.slices.grads()).collect();
-        let stats = pool::grad_stats(pool, kernel, &grads);
-        grad_norm = Some(stats.iter().map(|s| s.sum_squares).sum::<f64>().sqrt());
-        if let Some(k) = stats.iter().position(|s| !s.finite) {
-            if guard == NonFiniteGuard::Refuse {
-                return Err(Error::NonFiniteGradient {
-                    name: format!("#{k}"),
-                });
-            }
-            return Ok(HeldReport {
-                skipped: Some(k),
-                grad_norm,
-            });
+        report = guard_verdict(guard, &pool::grad_stats(pool, kernel, &grads))?;
+        if report.skipped.is_some() {
+            return Ok(report);
         }
     }
     let work = params
@@ -105,10 +90,116 @@ pub fn step_held<T: SimdElement>(
         .map(|(k, p)| (k, p.slices))
         .collect();
     pool::update(pool, kernel, &scalars, work);
-    Ok(HeldReport {
+    Ok(report)
+}
+
+/// One parameter of a [`step_held_mixed`] call: f32 master parameters whose gradients,
+/// moments, θ* and optional narrowed copy are stored as `G`, `S`, `A` and `C` (f32, bf16 or
+/// f16; see `recadam_core::Storage` for the rounding contract).
+#[derive(Debug)]
+pub struct HeldMixedParam<'a, G, S, A, C = f32> {
+    /// Its values, gradient, state, θ* and copy.
+    pub slices: MixedSlices<'a, G, S, A, C>,
+    /// Which of the call's configurations applies (its group).
+    pub group: usize,
+    /// The step t this update is, from 1.
+    pub t: u64,
+}
+
+/// [`step_held`] for a GPU host's storage: f32 master parameters with bf16 or f16 gradients (as
+/// a bf16/f16 backward pass leaves them), optionally bf16 moments or θ*, and optionally a
+/// bf16/f16 copy of the updated parameters written in the same pass (what the host copies back
+/// to the GPU). The guard reads 16-bit gradients as it reads f32 ones: a NaN or an infinity in
+/// any of them skips or refuses the step before any write, and the reported norm has the bits of
+/// the f32 step's norm over the same (widened) values.
+///
+/// ```
+/// use recadam_core::half::bf16;
+/// use recadam_core::{Annealing, MixedSlices, RecAdamConfig};
+/// use recadam_std::{step_held_mixed, CallingThread, HeldMixedParam, Kernel, NonFiniteGuard};
+///
+/// let config = RecAdamConfig { lr: 1e-4, annealing: Annealing::Constant, ..RecAdamConfig::default() };
+/// let pretrained = [bf16::from_f32(0.5); 4]; // a bf16 checkpoint
+/// let (mut p, g) = ([0.5f32; 4], [bf16::from_f32(0.1); 4]);
+/// let (mut m, mut v) = ([0.0f32; 4], [0.0f32; 4]);
+/// let mut gpu_copy = [bf16::ZERO; 4];
+/// let slices = MixedSlices::new(&mut p, &g, &mut m, &mut v, Some(&pretrained[..]))?
+///     .with_params_copy(&mut gpu_copy)?;
+/// let params = vec![HeldMixedParam { slices, group: 0, t: 1 }];
+/// let report = step_held_mixed(Kernel::best(), &CallingThread, NonFiniteGuard::Skip, &[config], params)?;
+/// assert_eq!(report.skipped, None);
+/// assert!(p[0] < 0.5);
+/// assert_eq!(gpu_copy[0], bf16::from_f32(p[0]));
+/// # Ok::<(), recadam_std::Error>(())
+/// ```
+pub fn step_held_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
+    kernel: Kernel,
+    pool: &dyn Pool,
+    guard: NonFiniteGuard,
+    configs: &[RecAdamConfig],
+    params: Vec<HeldMixedParam<'_, G, S, A, C>>,
+) -> Result<HeldReport, Error> {
+    let scalars = held_scalars(
+        configs,
+        params
+            .iter()
+            .map(|p| (p.group, p.t, p.slices.has_pretrained())),
+    )?;
+    let mut report = HeldReport {
         skipped: None,
-        grad_norm,
-    })
+        grad_norm: None,
+    };
+    if guard != NonFiniteGuard::Off {
+        let grads: Vec<&[G]> = params.iter().map(|p| p.slices.grads()).collect();
+        report = guard_verdict(guard, &pool::grad_stats_stored(pool, kernel, &grads))?;
+        if report.skipped.is_some() {
+            return Ok(report);
+        }
+    }
+    let work = params
+        .into_iter()
+        .enumerate()
+        .map(|(k, p)| (k, p.slices))
+        .collect();
+    pool::update_mixed(pool, kernel, &scalars, work);
+    Ok(report)
+}
+
+/// The step scalars of each `(group, t, has θ*)`, or the first thing that makes the step
+/// impossible: a group out of range, a missing θ*, a step 0, a diverging rate.
+fn held_scalars<T: Element>(
+    configs: &[RecAdamConfig],
+    params: impl Iterator<Item = (usize, u64, bool)>,
+) -> Result<Vec<StepScalars<T>>, Error> {
+    params
+        .enumerate()
+        .map(|(k, (group, t, has_pretrained))| {
+            let config = configs.get(group).ok_or(Error::UnknownGroup(format!(
+                "#{group} (of parameter #{k}; {} given)",
+                configs.len()
+            )))?;
+            if config.has_penalty() && !has_pretrained {
+                return Err(Error::MissingPretrained {
+                    name: format!("#{k}"),
+                    group: format!("#{group}"),
+                });
+            }
+            Ok(StepScalars::new(config, t, config.lr)?)
+        })
+        .collect()
+}
+
+/// The guard's verdict on every gradient's statistics: the global norm (f64, in parameter
+/// order) and the first parameter whose gradient is not finite, or with
+/// [`NonFiniteGuard::Refuse`] the error naming it.
+fn guard_verdict(guard: NonFiniteGuard, stats: &[GradStats]) -> Result<HeldReport, Error> {
+    let grad_norm = Some(stats.iter().map(|s| s.sum_squares).sum::<f64>().sqrt());
+    match stats.iter().position(|s| !s.finite) {
+        Some(k) if guard == NonFiniteGuard::Refuse => Err(Error::NonFiniteGradient {
+            name: format!("#{k}"),
+        }),
+        skipped => Ok(HeldReport { skipped, grad_norm }),
+    }
 }
 
 /// One parameter's state as its caller holds it, for [`save_held`] and [`load_held`].

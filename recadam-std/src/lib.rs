@@ -46,7 +46,10 @@ pub mod trainer;
 pub use checkpoint::{write_atomic, FORMAT_VERSION};
 pub use error::{CheckpointError, Error};
 pub use group::{Group, Overrides, Selector};
-pub use held::{load_held, save_held, step_held, HeldCheckpoint, HeldParam, HeldReport, HeldState};
+pub use held::{
+    load_held, save_held, step_held, step_held_mixed, HeldCheckpoint, HeldMixedParam, HeldParam,
+    HeldReport, HeldState,
+};
 pub use optimizer::{
     align_up, thread_pool, Distances, NonFiniteGuard, Optimizer, Options, StepCount, StepReport,
 };

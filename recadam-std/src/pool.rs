@@ -13,7 +13,7 @@
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use recadam_core::{Slices, StepScalars};
+use recadam_core::{MixedSlices, Slices, StepScalars, Storage};
 use recadam_simd::{GradStats, Kernel, SimdElement};
 
 /// Cut points are multiples of this many elements (256 bytes of f32: 4 cache lines, 4 AVX-512
@@ -142,9 +142,35 @@ pub(crate) fn grad_stats<T: SimdElement>(
     kernel: Kernel,
     grads: &[&[T]],
 ) -> Vec<GradStats> {
+    blocked_grad_stats(pool, grads, |b| kernel.grad_stats(b))
+}
+
+/// [`grad_stats`] of gradients stored as f32, bf16 or f16 (the same bits as [`grad_stats`] of
+/// their f32 values).
+pub(crate) fn grad_stats_stored<G: Storage>(
+    pool: &dyn Pool,
+    kernel: Kernel,
+    grads: &[&[G]],
+) -> Vec<GradStats> {
+    blocked_grad_stats(pool, grads, |b| kernel.grad_stats_stored(b))
+}
+
+/// Statistics per gradient, each the chain of `block_stats` over its blocks of [`STATS_BLOCK`]
+/// in order, the blocks shared out among `pool`'s threads.
+fn blocked_grad_stats<T: Sync>(
+    pool: &dyn Pool,
+    grads: &[&[T]],
+    block_stats: impl Fn(&[T]) -> GradStats + Sync,
+) -> Vec<GradStats> {
     let threads = pool.threads();
     if threads <= 1 {
-        return grads.iter().map(|g| tensor_grad_stats(kernel, g)).collect();
+        return grads
+            .iter()
+            .map(|g| {
+                g.chunks(STATS_BLOCK)
+                    .fold(GradStats::EMPTY, |s, b| s.then(block_stats(b)))
+            })
+            .collect();
     }
     let blocks: Vec<(usize, &[T])> = grads
         .iter()
@@ -155,12 +181,7 @@ pub(crate) fn grad_stats<T: SimdElement>(
     let partial: Vec<Vec<(usize, GradStats)>> = run_parts(
         pool,
         blocks.chunks(per).collect(),
-        |chunk: &[(usize, &[T])]| {
-            chunk
-                .iter()
-                .map(|&(k, b)| (k, kernel.grad_stats(b)))
-                .collect()
-        },
+        |chunk: &[(usize, &[T])]| chunk.iter().map(|&(k, b)| (k, block_stats(b))).collect(),
     );
     let mut stats = vec![GradStats::EMPTY; grads.len()];
     for (k, s) in partial.into_iter().flatten() {
@@ -188,6 +209,28 @@ pub(crate) fn update<T: SimdElement>(
     run_parts(pool, parts, |part| {
         for (at, slices) in part {
             kernel.update(&scalars[at], slices);
+        }
+    });
+}
+
+/// [`update`] for mixed-precision slices: f32 parameters, the other arrays as stored.
+pub(crate) fn update_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
+    pool: &dyn Pool,
+    kernel: Kernel,
+    scalars: &[StepScalars<f32>],
+    work: Vec<(usize, MixedSlices<'_, G, S, A, C>)>,
+) {
+    let threads = pool.threads();
+    if threads <= 1 {
+        for (at, slices) in work {
+            kernel.update_mixed(&scalars[at], slices);
+        }
+        return;
+    }
+    let parts = split_even(work, threads);
+    run_parts(pool, parts, |part| {
+        for (at, slices) in part {
+            kernel.update_mixed(&scalars[at], slices);
         }
     });
 }
@@ -241,6 +284,19 @@ impl<T> Splittable for (usize, Slices<'_, T>) {
     fn split_at(self, mid: usize) -> (Self, Self) {
         let (scalars, slices) = self;
         // `split_even` cuts strictly inside an item, where every slice has `mid` elements.
+        let (a, b) = slices
+            .split_at(mid)
+            .expect("split points are within the slices");
+        ((scalars, a), (scalars, b))
+    }
+}
+
+impl<G, S, A, C> Splittable for (usize, MixedSlices<'_, G, S, A, C>) {
+    fn len(&self) -> usize {
+        self.1.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (scalars, slices) = self;
         let (a, b) = slices
             .split_at(mid)
             .expect("split points are within the slices");

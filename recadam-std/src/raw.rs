@@ -5,7 +5,7 @@
 //! that a tensor given twice or a gradient that is a view of its parameter is an error, not two
 //! `&mut` to one memory.
 
-use recadam_core::Slices;
+use recadam_core::{MixedSlices, Slices, Storage};
 
 use crate::Error;
 
@@ -41,29 +41,89 @@ pub struct RawState<T> {
     pub len: usize,
 }
 
+/// One mixed-precision parameter's buffers (see `recadam_core::MixedSlices`): f32 values and
+/// the state written, the gradient and θ* read, and an optional narrowed copy of the values
+/// written. `pretrained` and `params_copy` may be null (none); the others may not, unless `len`
+/// is 0.
+#[derive(Clone, Copy, Debug)]
+pub struct RawMixedParam<G, S, A, C = f32> {
+    /// The f32 master values (updated in place).
+    pub value: *mut f32,
+    /// The gradient, stored as `G`.
+    pub grad: *const G,
+    /// The first moment, stored as `S` (updated in place).
+    pub exp_avg: *mut S,
+    /// The second moment, stored as `S` (updated in place).
+    pub exp_avg_sq: *mut S,
+    /// θ* stored as `A`, or null.
+    pub pretrained: *const A,
+    /// The copy of the updated values narrowed to `C`, or null.
+    pub params_copy: *mut C,
+    /// Elements in each buffer.
+    pub len: usize,
+}
+
+/// One buffer of a call, as [`check_buffers`] sees it.
+#[derive(Clone, Copy)]
+struct Buffer {
+    addr: usize,
+    writes: bool,
+    size: usize,
+    align: usize,
+    optional: bool,
+}
+
+impl Buffer {
+    fn of<X>(ptr: *const X, writes: bool, optional: bool) -> Buffer {
+        Buffer {
+            addr: ptr as usize,
+            writes,
+            size: std::mem::size_of::<X>(),
+            align: std::mem::align_of::<X>(),
+            optional,
+        }
+    }
+}
+
 impl<T> RawParam<T> {
-    fn buffers(&self) -> (usize, [(usize, bool); 5]) {
+    fn buffers(&self) -> (usize, [Buffer; 5]) {
         (
             self.len,
             [
-                (self.value as usize, true),
-                (self.grad as usize, false),
-                (self.exp_avg as usize, true),
-                (self.exp_avg_sq as usize, true),
-                (self.pretrained as usize, false),
+                Buffer::of(self.value, true, false),
+                Buffer::of(self.grad, false, false),
+                Buffer::of(self.exp_avg, true, false),
+                Buffer::of(self.exp_avg_sq, true, false),
+                Buffer::of(self.pretrained, false, true),
             ],
         )
     }
 }
 
 impl<T> RawState<T> {
-    fn buffers(&self) -> (usize, [(usize, bool); 3]) {
+    fn buffers(&self) -> (usize, [Buffer; 3]) {
         (
             self.len,
             [
-                (self.exp_avg as usize, true),
-                (self.exp_avg_sq as usize, true),
-                (self.pretrained as usize, false),
+                Buffer::of(self.exp_avg, true, false),
+                Buffer::of(self.exp_avg_sq, true, false),
+                Buffer::of(self.pretrained, false, true),
+            ],
+        )
+    }
+}
+
+impl<G, S, A, C> RawMixedParam<G, S, A, C> {
+    fn buffers(&self) -> (usize, [Buffer; 6]) {
+        (
+            self.len,
+            [
+                Buffer::of(self.value, true, false),
+                Buffer::of(self.grad, false, false),
+                Buffer::of(self.exp_avg, true, false),
+                Buffer::of(self.exp_avg_sq, true, false),
+                Buffer::of(self.pretrained, false, true),
+                Buffer::of(self.params_copy, true, true),
             ],
         )
     }
@@ -73,12 +133,50 @@ impl<T> RawState<T> {
 /// within `isize::MAX` bytes, and no written buffer overlapping any other buffer of the call
 /// (reads may overlap reads).
 pub fn check<T>(params: &[RawParam<T>]) -> Result<(), Error> {
-    check_buffers::<T, 5>(params.iter().map(RawParam::buffers))
+    check_buffers(params.iter().map(RawParam::buffers))
 }
 
 /// [`check`] for state alone.
 pub fn check_state<T>(states: &[RawState<T>]) -> Result<(), Error> {
-    check_buffers::<T, 3>(states.iter().map(RawState::buffers))
+    check_buffers(states.iter().map(RawState::buffers))
+}
+
+/// [`check`] for mixed-precision parameters: each buffer aligned and sized for its own type.
+pub fn check_mixed<G, S, A, C>(params: &[RawMixedParam<G, S, A, C>]) -> Result<(), Error> {
+    check_buffers(params.iter().map(RawMixedParam::buffers))
+}
+
+/// The mixed-precision slices of `params`, after [`check_mixed`].
+///
+/// # Safety
+/// As for [`slices`], each buffer of its own type.
+pub unsafe fn mixed_slices<'a, G: Storage, S: Storage, A: Storage, C: Storage>(
+    params: &[RawMixedParam<G, S, A, C>],
+) -> Result<Vec<MixedSlices<'a, G, S, A, C>>, Error> {
+    check_mixed(params)?;
+    params
+        .iter()
+        .map(|p| {
+            // SAFETY: as in `slices`: `check_mixed` verified each address (the optional θ* and
+            // copy aside when null, which are then not used), its alignment and size for its
+            // type, and that no written buffer overlaps any other; the caller vouches for the
+            // rest.
+            unsafe {
+                let slices = MixedSlices::new(
+                    buffer_mut(p.value, p.len),
+                    buffer(p.grad, p.len),
+                    buffer_mut(p.exp_avg, p.len),
+                    buffer_mut(p.exp_avg_sq, p.len),
+                    (!p.pretrained.is_null()).then(|| buffer(p.pretrained, p.len)),
+                )?;
+                if p.params_copy.is_null() {
+                    Ok(slices.without_params_copy())
+                } else {
+                    Ok(slices.with_params_copy(buffer_mut(p.params_copy, p.len))?)
+                }
+            }
+        })
+        .collect()
 }
 
 /// The slices of `params`, after [`check`].
@@ -152,33 +250,35 @@ unsafe fn buffer<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
-fn check_buffers<T, const N: usize>(
-    params: impl Iterator<Item = (usize, [(usize, bool); N])>,
+fn check_buffers<const N: usize>(
+    params: impl Iterator<Item = (usize, [Buffer; N])>,
 ) -> Result<(), Error> {
-    let size = std::mem::size_of::<T>();
     let mut ranges: Vec<(usize, usize, bool, usize)> = Vec::new();
     for (k, (len, buffers)) in params.enumerate() {
-        let bytes = len
-            .checked_mul(size)
-            .filter(|&b| b <= isize::MAX as usize)
-            .ok_or(Error::RawBuffer {
-                param: k,
-                problem: "has too many elements",
-            })?;
-        if len == 0 {
-            continue;
-        }
-        for (i, &(addr, writes)) in buffers.iter().enumerate() {
+        for buf in &buffers {
+            let Some(bytes) = len
+                .checked_mul(buf.size)
+                .filter(|&b| b <= isize::MAX as usize)
+            else {
+                return Err(Error::RawBuffer {
+                    param: k,
+                    problem: "has too many elements",
+                });
+            };
+            let Buffer { addr, writes, .. } = *buf;
+            if len == 0 {
+                continue;
+            }
             if addr == 0 {
-                if i + 1 == N {
-                    continue; // θ* may be absent
+                if buf.optional {
+                    continue; // θ* (or a copy) may be absent
                 }
                 return Err(Error::RawBuffer {
                     param: k,
                     problem: "has a null buffer",
                 });
             }
-            if addr % std::mem::align_of::<T>() != 0 || addr.checked_add(bytes).is_none() {
+            if addr % buf.align != 0 || addr.checked_add(bytes).is_none() {
                 return Err(Error::RawBuffer {
                     param: k,
                     problem: "has a buffer not aligned for its element type",

@@ -195,3 +195,87 @@ fn state_alone() {
         Err(Error::RawOverlap { .. })
     ));
 }
+
+/// Mixed-precision buffers by address: each buffer is sized and aligned for its own type, so
+/// 16-bit buffers laid end to end with f32 ones are accepted, and a copy written over another
+/// buffer, a misaligned 16-bit address or a null gradient is an error before any slice exists.
+#[test]
+fn mixed_buffers_are_checked_each_for_its_own_type() {
+    use recadam_core::half::bf16;
+    use recadam_core::MixedSlices;
+    use recadam_std::raw::RawMixedParam;
+    use recadam_std::{step_held_mixed, HeldMixedParam};
+
+    // One u32 arena: f32 values, then bf16 gradients, bf16 moments and a bf16 copy packed two
+    // per word, end to end (the 16-bit buffers are N = 37 elements: 74 bytes, not a whole
+    // number of words, so the next one starts mid-word).
+    let mut arena = vec![0u32; N + 4 * N.div_ceil(2) + 2];
+    let base = arena.as_mut_ptr().cast::<u8>();
+    let value = base.cast::<f32>();
+    let at16 = |k: usize| base.wrapping_add(4 * N + 2 * N * k).cast::<bf16>();
+    let (grad, m, v, copy) = (at16(0), at16(1), at16(2), at16(3));
+    let raw = |value, grad, copy| RawMixedParam::<bf16, bf16, f32, bf16> {
+        value,
+        grad,
+        exp_avg: m,
+        exp_avg_sq: v,
+        pretrained: std::ptr::null(),
+        params_copy: copy,
+        len: N,
+    };
+    // SAFETY: every address lies in `arena` with room for N elements of its type; nothing else
+    // uses the arena while the slices live.
+    unsafe {
+        for i in 0..N {
+            value.add(i).write(0.01 * i as f32);
+            grad.add(i).write(bf16::from_f32(0.1));
+            m.add(i).write(bf16::ZERO);
+            v.add(i).write(bf16::ZERO);
+        }
+        let slices = raw::mixed_slices(&[raw(value, grad as *const bf16, copy)]).unwrap();
+        let held = slices
+            .into_iter()
+            .map(
+                |slices: MixedSlices<'_, bf16, bf16, f32, bf16>| HeldMixedParam {
+                    slices,
+                    group: 0,
+                    t: 1,
+                },
+            )
+            .collect();
+        let c = RecAdamConfig {
+            anneal_w: 0.0,
+            ..config()
+        };
+        step_held_mixed(
+            Kernel::best(),
+            &CallingThread,
+            NonFiniteGuard::Skip,
+            &[c],
+            held,
+        )
+        .unwrap();
+        for i in 0..N {
+            assert!(
+                value.add(i).read() < 0.01 * i as f32,
+                "element {i} did not move"
+            );
+            assert_eq!(copy.add(i).read(), bf16::from_f32(value.add(i).read()));
+        }
+        // The copy written over the gradients.
+        assert!(matches!(
+            raw::mixed_slices(&[raw(value, grad as *const bf16, grad)]),
+            Err(Error::RawOverlap { .. })
+        ));
+        // A gradient address that is not a multiple of 2.
+        assert!(matches!(
+            raw::mixed_slices(&[raw(value, grad.cast::<u8>().wrapping_add(1).cast(), copy)]),
+            Err(Error::RawBuffer { .. })
+        ));
+        // No gradient.
+        assert!(matches!(
+            raw::mixed_slices(&[raw(value, std::ptr::null(), copy)]),
+            Err(Error::RawBuffer { .. })
+        ));
+    }
+}
