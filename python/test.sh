@@ -4,6 +4,8 @@
 # maturin; torch from PyPI is the CUDA build, about 3 GB, 2.5 minutes the first time), builds and
 # installs the package from ./python as a user would (`pip install ./python`), and runs pytest.
 # Extra arguments go to pytest. RECADAM_PY_REUSE=1: test the package already installed, if any.
+# RECADAM_PY_DEPS_ONLY=1: make the environment and install the dependencies, nothing else (CI
+# does that in the background while Rust compiles).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -18,6 +20,7 @@ export PATH="$venv/bin:$PATH"
 if ! "$venv/bin/python" -c "import torch, numpy, pytest, transformers, accelerate, deepspeed, maturin" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check torch numpy pytest transformers accelerate deepspeed maturin
 fi
+[ "${RECADAM_PY_DEPS_ONLY:-0}" = 1 ] && exit 0
 # The package itself, built by maturin through pip (no build isolation: maturin is in the venv).
 # RECADAM_PY_REUSE=1 keeps a package already installed from this checkout (CI's second run, with
 # other data folders, tests the same build).
