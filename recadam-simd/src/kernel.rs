@@ -312,18 +312,20 @@ unsafe fn update_loop<L, G, S, A, C, const RULE: u8, const WD: bool, const TINY:
     C: Access<L>,
 {
     let (head, body_end) = cut::<L>(a.p, a.n);
-    // SAFETY: every call covers elements within 0..n (head ≤ n, body_end ≤ n).
+    // SAFETY: every call covers elements within 0..n (head ≤ body_end ≤ n).
     unsafe {
-        if head > 0 {
-            update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, 0, head);
-        }
         let mut i = head;
         while i < body_end {
             update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, i, L::N);
             i += L::N;
         }
-        if body_end < a.n {
-            update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, body_end, a.n - body_end);
+        // The two partial vectors share one call site: each variant of the loop then holds two
+        // copies of the vector body, not three (compile time: the storage modes instantiate
+        // this loop for each combination of storage types).
+        for (start, count) in [(0, head), (body_end, a.n - body_end)] {
+            if count > 0 {
+                update_vector::<L, G, S, A, C, RULE, WD, TINY>(k, a, start, count);
+            }
         }
     }
 }
@@ -457,16 +459,15 @@ where
     let (head, body_end) = cut::<L>(a.p, a.n);
     // SAFETY: every call covers elements within 0..n, the length of every slice.
     unsafe {
-        if head > 0 {
-            stream_vector::<L, G, S, A, C>(a, 0, head);
-        }
         let mut i = head;
         while i < body_end {
             stream_vector::<L, G, S, A, C>(a, i, L::N);
             i += L::N;
         }
-        if body_end < a.n {
-            stream_vector::<L, G, S, A, C>(a, body_end, a.n - body_end);
+        for (start, count) in [(0, head), (body_end, a.n - body_end)] {
+            if count > 0 {
+                stream_vector::<L, G, S, A, C>(a, start, count);
+            }
         }
     }
 }

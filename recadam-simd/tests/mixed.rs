@@ -9,7 +9,7 @@ use recadam_core::{
     update_mixed, Annealing, MixedSlices, PenaltyMode, RecAdamConfig, StepScalars, Storage,
 };
 use recadam_simd::{Backend, Kernel};
-use recadam_testkit::golden_storage::{replay_storage, storage_cases, MixedUpdate};
+use recadam_testkit::golden_storage::{replay_offered_storage, storage_cases, MixedUpdate};
 use recadam_testkit::same_bits;
 
 fn kernels() -> Vec<Kernel> {
@@ -198,13 +198,24 @@ impl MixedUpdate for OnKernel {
     }
 }
 
+/// Every storage case torch wrote in the modes the optimizer offers (moments and θ* in float32
+/// or bfloat16, any gradients and copy) through every backend. Cases with float16 moments or θ*
+/// are replayed by the reference (recadam-core/tests/golden_storage.rs), which every backend
+/// matches bit for bit with those types in the property test above: instantiating the replay
+/// for all 81 combinations of types on every backend made this the longest compile of the
+/// tests (210 s on one core), for no check the two others do not make.
 #[test]
 #[cfg_attr(miri, ignore = "file access; runs natively and under qemu")]
 fn every_backend_replays_the_storage_golden_cases() {
     let cases = storage_cases();
+    let mut replayed = 0;
     for kernel in kernels() {
         for (name, case) in &cases {
-            let report = replay_storage(case, &mut OnKernel(kernel));
+            let Some(report) = replay_offered_storage(case, &mut OnKernel(kernel)) else {
+                eprintln!("{name}: float16 moments or θ*, replayed by the reference");
+                continue;
+            };
+            replayed += 1;
             assert!(
                 report.failures.is_empty() && report.arrays > 0,
                 "{} on {name}: {:?}",
@@ -213,4 +224,5 @@ fn every_backend_replays_the_storage_golden_cases() {
             );
         }
     }
+    assert!(replayed > 0, "no storage case in an offered mode");
 }
