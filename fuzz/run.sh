@@ -3,6 +3,8 @@
 #   fuzz/run.sh [TARGET|all] [SECONDS]      e.g. fuzz/run.sh all 60     fuzz/run.sh checkpoint_load 1800
 # New inputs go to fuzz/corpus-run/TARGET (not committed); fuzz/corpus/TARGET holds the seeds.
 # Crashes are written to fuzz/artifacts/TARGET and make the script fail.
+# A fuzzer runs on one core: FUZZ_JOBS targets (default: every core) run side by side, each
+# writing fuzz/logs/TARGET.log, printed when it ends.
 set -euo pipefail
 cd "$(dirname "$0")"
 target="${1:-all}"
@@ -13,8 +15,9 @@ targets=(update_differential config checkpoint_load safetensors_model tokenizer_
 case " ${targets[*]} " in
   *" tokenizer_input "*) [ -n "${RECADAM_MINILM_DIR:-}" ] || ../scripts/fetch-minilm.sh ;;
 esac
-for t in "${targets[@]}"; do
-  flags=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+fuzz_one() {
+  local t="$1"
+  local flags=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
   case "$t" in
     # Checkpoint inputs are small: a single allocation above 32 MB is a loader bug.
     checkpoint_load) flags+=(-dict=dict/checkpoint_load.dict -malloc_limit_mb=32) ;;
@@ -24,6 +27,30 @@ for t in "${targets[@]}"; do
     glue_tsv) flags+=(-dict=dict/glue_tsv.dict -malloc_limit_mb=64) ;;
   esac
   mkdir -p "corpus-run/$t"
-  echo "=== fuzz $t for ${seconds}s"
-  cargo +nightly fuzz run -O "$t" "corpus-run/$t" "corpus/$t" -- "${flags[@]}"
+  cargo +nightly fuzz run -O "$t" "corpus-run/$t" "corpus/$t" -- "${flags[@]}" > "logs/$t.log" 2>&1
+}
+# Built once, before any runs (the runs then only start their programs).
+if [ "$target" = all ]; then cargo +nightly fuzz build -O; else cargo +nightly fuzz build -O "$target"; fi
+mkdir -p logs
+jobs="${FUZZ_JOBS:-$(nproc)}"
+failed=()
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+  batch=("${targets[@]:i:jobs}")
+  pids=()
+  for t in "${batch[@]}"; do
+    echo "=== fuzz $t for ${seconds}s"
+    fuzz_one "$t" &
+    pids+=($!)
+  done
+  for j in "${!batch[@]}"; do
+    status=0
+    wait "${pids[$j]}" || status=$?
+    echo "=== ${batch[$j]}: exit status $status"
+    tail -n 40 "logs/${batch[$j]}.log"
+    [ "$status" = 0 ] || failed+=("${batch[$j]}")
+  done
 done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzzing failed: ${failed[*]} (logs in fuzz/logs, inputs in fuzz/artifacts)" >&2
+  exit 1
+fi
