@@ -484,17 +484,6 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
             (loss_sum, loss_n, tokens) = (0.0, 0, 0);
             last_log = Instant::now();
         }
-        if args.stop_after == Some(step) && step < total {
-            dir.save_checkpoint(step, &trainer, &run_json)?;
-            progress.finish_and_clear();
-            return Ok(Summary {
-                steps: step,
-                distance: trainer.distance(),
-                seconds: started.elapsed().as_secs_f64(),
-                completed: false,
-                ..summary_of_run
-            });
-        }
         let eval_now = args.eval_every > 0 && step % args.eval_every == 0 && step != total;
         if eval_now {
             let scores = evaluate(
@@ -514,6 +503,18 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
             ));
             dir.save_checkpoint(step, &trainer, &run_json)?;
             last_log = Instant::now();
+        }
+        // After the step's evaluation, so that a stopped and resumed run logs what one run does.
+        if args.stop_after == Some(step) && step < total {
+            dir.save_checkpoint(step, &trainer, &run_json)?;
+            progress.finish_and_clear();
+            return Ok(Summary {
+                steps: step,
+                distance: trainer.distance(),
+                seconds: started.elapsed().as_secs_f64(),
+                completed: false,
+                ..summary_of_run
+            });
         }
     }
     progress.finish_and_clear();

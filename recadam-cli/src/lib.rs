@@ -5,6 +5,8 @@ pub mod demo;
 pub mod eval_cmd;
 pub mod finetune;
 pub mod plot;
+pub mod study;
+pub mod study_report;
 pub mod synthetic;
 pub mod threads;
 pub mod tiny_model;

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use recadam_cli::demo::{self, DemoOptions};
 use recadam_cli::finetune::{self, FinetuneArgs, OptimizerKind};
+use recadam_cli::study::{self, StudyArgs};
+use recadam_cli::study_report;
 
 #[derive(Parser)]
 #[command(name = "recadam", version, about = "RecAdam fine-tuning on the CPU: GLUE runs, forgetting measured, and a demo", long_about = None)]
@@ -27,6 +29,9 @@ enum Command {
     /// Score a fine-tuned run (or a model's zero-shot similarity) on a GLUE dev set.
     Eval(recadam_cli::eval_cmd::EvalArgs),
     /// Plot the loss, dev metric and distance to θ* of one or more run folders on shared axes.
+    /// Run the paper's comparison (tasks × arms × seeds), one result row per finished run,
+    /// resumable; `recadam study report` makes its tables and figures.
+    Study(Box<StudyCmd>),
     Plot {
         /// Run folders written by `recadam finetune`.
         #[arg(required = true)]
@@ -35,6 +40,60 @@ enum Command {
         #[arg(long, default_value = "runs/compare.svg")]
         output: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct StudyCmd {
+    #[command(subcommand)]
+    action: Option<StudyAction>,
+    #[command(flatten)]
+    run: StudyArgs,
+}
+
+#[derive(Subcommand)]
+enum StudyAction {
+    /// The study's tables (Markdown, also printed) and figures (SVG) from its results file.
+    Report {
+        /// The results file `recadam study` appends to.
+        #[arg(long, default_value = "docs/results/study.jsonl")]
+        results: PathBuf,
+        /// Where `study.md`, `scores.svg`, `forgetting.svg` and `curves.svg` go.
+        #[arg(long, default_value = "docs/results")]
+        output: PathBuf,
+    },
+}
+
+fn run_study(cmd: &StudyCmd) -> Result<(), String> {
+    match &cmd.action {
+        None => {
+            let outcome =
+                study::run(&cmd.run, |line| eprintln!("{line}")).map_err(|e| e.to_string())?;
+            eprintln!(
+                "study: {} runs finished now, {} were already done, {} left; rows in {}",
+                outcome.finished,
+                outcome.skipped,
+                outcome.left,
+                cmd.run.results.display()
+            );
+            Ok(())
+        }
+        Some(StudyAction::Report { results, output }) => {
+            let rows = study::read_rows(results).map_err(|e| e.to_string())?;
+            study_report::check_one_study(results, &rows).map_err(|e| e.to_string())?;
+            let md = study_report::markdown(&rows);
+            std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
+            let path = output.join("study.md");
+            std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
+            let figures = study_report::figures(&rows, output)?;
+            print!("{md}");
+            eprintln!("wrote {}", path.display());
+            for f in figures {
+                eprintln!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+    }
 }
 
 #[derive(clap::Args, Default)]
@@ -161,6 +220,7 @@ fn main() -> ExitCode {
             }
             eprintln!("Log, checkpoint and plot in {}", args.output.display());
         }),
+        Some(Command::Study(cmd)) => run_study(&cmd),
         Some(Command::Eval(args)) => recadam_cli::eval_cmd::run(&args),
         Some(Command::Plot { runs, output }) => {
             finetune::plot_runs(&runs, &output).map(|()| eprintln!("wrote {}", output.display()))

@@ -32,6 +32,8 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// An axis range that shows every value: padded by 5%, and around a single value (or none) a
+/// range wide enough for distinct tick labels.
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -40,12 +42,25 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
         });
     if !lo.is_finite() {
         (0.0, 1.0)
-    } else if hi - lo < 1e-12 {
-        (lo - 0.5, hi + 0.5)
+    } else if hi - lo <= 1e-9 * lo.abs().max(1.0) {
+        let pad = if lo.abs() >= 1.0 { lo.abs() * 0.1 } else { 0.1 };
+        (lo - pad, hi + pad)
     } else {
         let pad = (hi - lo) * 0.05;
         (lo - pad, hi + pad)
     }
+}
+
+/// A tick label with as many decimals as the axis's span needs for neighbouring ticks (about a
+/// tenth of it apart) to read differently.
+fn tick_label(value: f64, span: f64) -> String {
+    let step = span / 10.0;
+    let decimals = if step >= 1.0 || step <= 0.0 || !step.is_finite() {
+        0
+    } else {
+        (-step.log10()).ceil().clamp(0.0, 6.0) as usize
+    };
+    format!("{value:.decimals$}")
 }
 
 /// Draws `panels` side by side into an SVG file at `path`.
@@ -69,7 +84,8 @@ pub fn write_svg(path: &Path, panels: &[Panel]) -> Result<(), String> {
         chart
             .configure_mesh()
             .x_desc("step")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| tick_label(*x, x1 - x0))
+            .y_label_formatter(&|y| tick_label(*y, y1 - y0))
             .light_line_style(WHITE)
             .draw()
             .map_err(|e| error(&e))?;
@@ -80,13 +96,20 @@ pub fn write_svg(path: &Path, panels: &[Panel]) -> Result<(), String> {
                 .iter()
                 .copied()
                 .filter(|(x, y)| x.is_finite() && y.is_finite());
+            // A line needs two points: a series of one is drawn as a marker.
+            let lone = finite.clone().count() == 1;
             chart
-                .draw_series(LineSeries::new(finite, color.stroke_width(2)))
+                .draw_series(LineSeries::new(finite.clone(), color.stroke_width(2)))
                 .map_err(|e| error(&e))?
                 .label(series.label.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
+            if lone {
+                chart
+                    .draw_series(finite.map(|p| Circle::new(p, 4, color.filled())))
+                    .map_err(|e| error(&e))?;
+            }
         }
         // The legend goes in the right-hand corner that the lines cross least.
         let crowded = |top: bool| {
@@ -111,4 +134,136 @@ pub fn write_svg(path: &Path, panels: &[Panel]) -> Result<(), String> {
             .map_err(|e| error(&e))?;
     }
     root.present().map_err(|e| error(&e))
+}
+
+/// One chart of values by category (an arm, say): every value a marker, the median a bar.
+#[derive(Clone, Debug)]
+pub struct Strip {
+    /// The chart's title.
+    pub title: String,
+    /// The categories along the x axis, in order.
+    pub categories: Vec<String>,
+    /// Each category's values (one per seed); non-finite values are left out.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Draws `strips` side by side into an SVG file at `path`, each with its own value axis.
+pub fn write_strips_svg(path: &Path, strips: &[Strip]) -> Result<(), String> {
+    let width = 360 * strips.len().max(1) as u32;
+    let root = SVGBackend::new(path, (width, 340)).into_drawing_area();
+    let error = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| error(&e))?;
+    let areas = root.split_evenly((1, strips.len().max(1)));
+    for (strip, area) in strips.iter().zip(areas) {
+        let n = strip.categories.len().max(1);
+        let (y0, y1) = range(strip.values.iter().flatten().copied());
+        let mut chart = ChartBuilder::on(&area)
+            .caption(&strip.title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, y0..y1)
+            .map_err(|e| error(&e))?;
+        let names = strip.categories.clone();
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 0.05 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| tick_label(*y, y1 - y0))
+            .disable_x_mesh()
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(|e| error(&e))?;
+        for (i, values) in strip.values.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+            // Seeds side by side within the category, so that equal values stay visible.
+            let spread = |j: usize| {
+                let k = finite.len().max(1) as f64;
+                i as f64 + 0.3 * ((j as f64 + 0.5) / k - 0.5)
+            };
+            chart
+                .draw_series(
+                    finite
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &v)| Circle::new((spread(j), v), 4, color.filled())),
+                )
+                .map_err(|e| error(&e))?;
+            let mut sorted = finite.clone();
+            sorted.sort_by(f64::total_cmp);
+            if !sorted.is_empty() {
+                let m = sorted.len();
+                let median = (sorted[(m - 1) / 2] + sorted[m / 2]) / 2.0;
+                let x = i as f64;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x - 0.25, median), (x + 0.25, median)],
+                        BLACK.stroke_width(2),
+                    )))
+                    .map_err(|e| error(&e))?;
+            }
+        }
+    }
+    root.present().map_err(|e| error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_value_gets_a_range_with_distinct_ticks() {
+        let (lo, hi) = range([30.0].into_iter());
+        assert!(lo < 30.0 && hi > 30.0);
+        let labels: Vec<String> = (0..=10)
+            .map(|i| tick_label(lo + (hi - lo) * i as f64 / 10.0, hi - lo))
+            .collect();
+        let mut distinct = labels.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+        let (lo, hi) = range([0.65, 0.65].into_iter());
+        assert!(lo < 0.65 && hi > 0.65 && hi - lo < 1.0);
+        assert_eq!(range(std::iter::empty()), (0.0, 1.0));
+    }
+
+    #[test]
+    fn one_point_series_and_one_value_strips_draw() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.svg");
+        let panel = Panel {
+            title: "dev".into(),
+            series: vec![Series {
+                label: "run".into(),
+                points: vec![(30.0, 0.5)],
+            }],
+        };
+        write_svg(&path, &[panel]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("<circle"), "no marker for a lone point");
+        // The step axis around 30 reads 29, 30, 31 (not "30" at every tick).
+        let texts: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| Some(t.rsplit_once('>')?.1.trim()))
+            .collect();
+        for tick in ["29.0", "30.0", "31.0"] {
+            assert!(texts.contains(&tick), "no tick {tick} in {texts:?}");
+        }
+        let strip = Strip {
+            title: "RTE".into(),
+            categories: vec!["adamw".into(), "recadam".into()],
+            values: vec![vec![0.6], vec![0.6, 0.7]],
+        };
+        write_strips_svg(&path, &[strip]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("recadam"));
+    }
 }

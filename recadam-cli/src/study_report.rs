@@ -1,0 +1,468 @@
+//! `recadam study report`: a study's rows as Markdown tables (median and range over seeds per task
+//! and arm, the average over tasks, RecAdam's gain over AdamW on the same seeds, the zero-shot
+//! STS-B skill kept, the distance to θ*) and three figures: the scores with every seed, the skill
+//! kept, and the distance to θ* and λ over the steps (the paper's Figure 2).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use recadam_std::glue::Task;
+
+use crate::plot::{write_strips_svg, write_svg, Panel, Series, Strip};
+use crate::study::{Arm, Row, StudyError, TaskKey};
+
+/// Median, least and greatest of the finite values; `None` when there are none.
+fn spread(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64, f64, usize)> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(((v[(n - 1) / 2] + v[n / 2]) / 2.0, v[0], v[n - 1], n))
+}
+
+fn cell(values: impl IntoIterator<Item = f64>) -> String {
+    match spread(values) {
+        None => "—".into(),
+        Some((m, lo, hi, 1)) if lo == hi => format!("{m:.4} (1 seed)"),
+        Some((m, lo, hi, n)) => format!("{m:.4} [{lo:.4}, {hi:.4}] ({n} seeds)"),
+    }
+}
+
+fn signed_cell(values: impl IntoIterator<Item = f64>) -> String {
+    match spread(values) {
+        None => "—".into(),
+        Some((m, lo, hi, n)) => format!("{m:+.4} [{lo:+.4}, {hi:+.4}] ({n} seeds)"),
+    }
+}
+
+/// The rows of a study checked to be one study: one model, and one protocol per task. A row
+/// that differs from the first of its kind is an error naming its line.
+pub fn check_one_study(path: &Path, rows: &[(usize, Row)]) -> Result<(), StudyError> {
+    let mut first_protocol: BTreeMap<&str, (usize, &Row)> = BTreeMap::new();
+    let Some((first_line, first)) = rows.first() else {
+        return Err(StudyError::Usage(format!(
+            "{} holds no rows to report",
+            path.display()
+        )));
+    };
+    for (line, row) in rows {
+        let foreign = |reason: String| StudyError::Line {
+            path: path.into(),
+            line: *line,
+            reason,
+        };
+        if row.model != first.model {
+            return Err(foreign(format!(
+                "a row of model {}, but line {first_line} is of {}: one report is of one study",
+                row.model, first.model
+            )));
+        }
+        let (l, r) = *first_protocol.entry(&row.task).or_insert((*line, row));
+        if r.protocol != row.protocol {
+            return Err(foreign(format!(
+                "a {} row of another protocol than line {l}'s: one report is of one study",
+                row.task
+            )));
+        }
+    }
+    Ok(())
+}
+
+type Cells<'a> = BTreeMap<(TaskKey, Arm), Vec<&'a Row>>;
+
+fn cells(rows: &[(usize, Row)]) -> Cells<'_> {
+    let mut cells: Cells = BTreeMap::new();
+    for (_, row) in rows {
+        if let Ok(entry) = row.entry() {
+            cells.entry((entry.task, entry.arm)).or_default().push(row);
+        }
+    }
+    cells
+}
+
+/// The report as Markdown.
+pub fn markdown(rows: &[(usize, Row)]) -> String {
+    let cells = cells(rows);
+    let tasks: Vec<TaskKey> = cells
+        .keys()
+        .map(|k| k.0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let arms: Vec<Arm> = cells
+        .keys()
+        .map(|k| k.1)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut md = String::new();
+    let first = &rows[0].1;
+    let cpus: BTreeSet<&str> = rows.iter().map(|(_, r)| r.cpu.as_str()).collect();
+    let commits: BTreeSet<&str> = rows.iter().map(|(_, r)| r.commit.as_str()).collect();
+    let threads: BTreeSet<usize> = rows.iter().map(|(_, r)| r.threads).collect();
+    let hours: f64 = rows.iter().map(|(_, r)| r.seconds).sum::<f64>() / 3600.0;
+    let p = &first.protocol;
+    let _ = writeln!(md, "# RecAdam study: {} on GLUE dev\n", first.model);
+    let _ = writeln!(
+        md,
+        "{} runs; {:.1} hours of wall time in all; CPU: {}; threads: {}; commits: {}.\n",
+        rows.len(),
+        hours,
+        cpus.into_iter().collect::<Vec<_>>().join("; "),
+        threads
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        commits
+            .iter()
+            .map(|c| c.get(..12).unwrap_or(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let steps: Vec<String> = tasks
+        .iter()
+        .filter_map(|t| {
+            let row = cells.iter().find(|(k, _)| k.0 == *t)?.1.first()?;
+            Some(format!("{} {}", t.0, row.protocol.steps))
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "Protocol: lr {}, batch {}, max length {} (padded to the longest in the batch), steps {}, \
+         linear warm-up {} then decay, weight decay {}, k {}, t0 {}, γ {}, clipping {}, dropout {}; \
+         dev evaluation every {} steps and at the end. Arms: `adamw` (AdamW from the pretrained \
+         weights), `recadam` (RecAdam from the pretrained weights), `recadam-random` (RecAdam from \
+         a random initialisation, pulled towards the pretrained weights).\n",
+        p.lr,
+        p.batch_size,
+        p.max_seq_length,
+        steps.join(", "),
+        p.warmup_ratio,
+        p.weight_decay,
+        p.k,
+        p.t0,
+        p.gamma,
+        p.max_grad_norm,
+        p.dropout,
+        p.eval_every
+    );
+
+    // Scores: every dev metric, the task's main metric first.
+    let _ = writeln!(md, "## Dev scores (median [least, greatest] over seeds)\n");
+    let header = |md: &mut String, first: &str| {
+        let _ = write!(md, "| {first} |");
+        for arm in &arms {
+            let _ = write!(md, " {} |", arm.name());
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &arms {
+            let _ = write!(md, "---|");
+        }
+        md.push('\n');
+    };
+    header(&mut md, "task (metric)");
+    for task in &tasks {
+        let main = task.0.main_metric();
+        let mut metrics: Vec<String> = cells
+            .iter()
+            .filter(|(k, _)| k.0 == *task)
+            .flat_map(|(_, rows)| rows.iter().flat_map(|r| r.dev.keys().cloned()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        metrics.sort_by_key(|m| m != main);
+        for metric in metrics {
+            let _ = write!(
+                md,
+                "| {} ({metric}{}) |",
+                task.0,
+                if metric == main { ", main" } else { "" }
+            );
+            for arm in &arms {
+                let values = cells
+                    .get(&(*task, *arm))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.dev.get(&metric).copied());
+                let _ = write!(md, " {} |", cell(values));
+            }
+            md.push('\n');
+        }
+    }
+    // The average over tasks of each arm's median main score, over the tasks every arm has.
+    let complete: Vec<TaskKey> = tasks
+        .iter()
+        .copied()
+        .filter(|t| arms.iter().all(|a| cells.contains_key(&(*t, *a))))
+        .collect();
+    if !complete.is_empty() {
+        let _ = write!(
+            md,
+            "| average of the main metrics ({}) |",
+            complete
+                .iter()
+                .map(|t| t.0.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for arm in &arms {
+            let medians: Vec<f64> = complete
+                .iter()
+                .filter_map(|t| spread(cells[&(*t, *arm)].iter().map(|r| r.score)))
+                .map(|s| s.0)
+                .collect();
+            let _ = write!(
+                md,
+                " {:.4} |",
+                medians.iter().sum::<f64>() / medians.len() as f64
+            );
+        }
+        md.push('\n');
+    }
+
+    // Gains over AdamW on the same seeds.
+    let others: Vec<Arm> = arms.iter().copied().filter(|a| *a != Arm::Adamw).collect();
+    if arms.contains(&Arm::Adamw) && !others.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Gain over AdamW in the main metric (the difference on each seed both ran; \
+             median [least, greatest])\n"
+        );
+        let _ = write!(md, "| task |");
+        for arm in &others {
+            let _ = write!(md, " {} − adamw |", arm.name());
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &others {
+            let _ = write!(md, "---|");
+        }
+        md.push('\n');
+        for task in &tasks {
+            let _ = write!(md, "| {} ({}) |", task.0, task.0.main_metric());
+            let base: BTreeMap<u64, f64> = cells
+                .get(&(*task, Arm::Adamw))
+                .into_iter()
+                .flatten()
+                .map(|r| (r.seed, r.score))
+                .collect();
+            for arm in &others {
+                let diffs = cells
+                    .get(&(*task, *arm))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| Some(r.score - base.get(&r.seed)?));
+                let _ = write!(md, " {} |", signed_cell(diffs));
+            }
+            md.push('\n');
+        }
+    }
+
+    // Forgetting.
+    let source: Vec<TaskKey> = tasks
+        .iter()
+        .copied()
+        .filter(|t| t.0 != Task::Stsb)
+        .filter(|t| {
+            cells
+                .iter()
+                .any(|(k, rows)| k.0 == *t && rows.iter().any(|r| r.stsb_zero_shot_after.is_some()))
+        })
+        .collect();
+    if !source.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Forgetting: zero-shot STS-B dev Spearman of the mean-pooled encoder after \
+             fine-tuning (higher: more of the pretrained skill kept)\n"
+        );
+        header(&mut md, "fine-tuned on (pretrained before)");
+        for task in &source {
+            let before = cells
+                .iter()
+                .filter(|(k, _)| k.0 == *task)
+                .flat_map(|(_, rows)| rows.iter().filter_map(|r| r.stsb_zero_shot_before))
+                .next();
+            let _ = write!(
+                md,
+                "| {} ({}) |",
+                task.0,
+                before.map_or("—".into(), |b| format!("{b:.4}"))
+            );
+            for arm in &arms {
+                let values = cells
+                    .get(&(*task, *arm))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.stsb_zero_shot_after);
+                let _ = write!(md, " {} |", cell(values));
+            }
+            md.push('\n');
+        }
+    }
+
+    // Distance to θ*, and the cost.
+    let _ = writeln!(md, "\n## Distance of the encoder to θ* at the end\n");
+    header(&mut md, "task");
+    for task in &tasks {
+        let _ = write!(md, "| {} |", task.0);
+        for arm in &arms {
+            let values = cells
+                .get(&(*task, *arm))
+                .into_iter()
+                .flatten()
+                .map(|r| r.distance);
+            let _ = write!(md, " {} |", cell(values));
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "\n## Time per run (median wall seconds; median tokens/s)\n"
+    );
+    header(&mut md, "task");
+    for task in &tasks {
+        let _ = write!(md, "| {} |", task.0);
+        for arm in &arms {
+            let rows = cells.get(&(*task, *arm)).map(Vec::as_slice).unwrap_or(&[]);
+            match (
+                spread(rows.iter().map(|r| r.seconds)),
+                spread(rows.iter().map(|r| r.tokens_per_s)),
+            ) {
+                (Some(s), Some(t)) => {
+                    let _ = write!(md, " {:.0} s; {:.0} tok/s |", s.0, t.0);
+                }
+                _ => md.push_str(" — |"),
+            }
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// The median of each arm's curve over its seeds, at every step all of them logged.
+fn median_curve(
+    rows: &[&Row],
+    value: impl Fn(&crate::study::CurvePoint) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for row in rows {
+        for p in &row.curve {
+            if let Some(v) = value(p) {
+                at.entry(p.step).or_default().push(v);
+            }
+        }
+    }
+    at.into_iter()
+        .filter(|(_, v)| v.len() == rows.len())
+        .filter_map(|(step, v)| Some((step as f64, spread(v)?.0)))
+        .collect()
+}
+
+/// Writes the figures into `dir`: `scores.svg`, `forgetting.svg` (when the rows have the probe),
+/// `curves.svg`; returns their paths.
+pub fn figures(rows: &[(usize, Row)], dir: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let cells = cells(rows);
+    let tasks: Vec<TaskKey> = cells
+        .keys()
+        .map(|k| k.0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let arms: Vec<Arm> = cells
+        .keys()
+        .map(|k| k.1)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let values = |task: TaskKey, arm: Arm, f: &dyn Fn(&Row) -> Option<f64>| -> Vec<f64> {
+        cells
+            .get(&(task, arm))
+            .into_iter()
+            .flatten()
+            .filter_map(|r| f(r))
+            .collect()
+    };
+    let mut written = Vec::new();
+    let scores: Vec<Strip> = tasks
+        .iter()
+        .map(|&t| Strip {
+            title: format!("{} dev {}", t.0, t.0.main_metric()),
+            categories: arms.iter().map(|a| a.name().to_owned()).collect(),
+            values: arms
+                .iter()
+                .map(|&a| values(t, a, &|r| Some(r.score)))
+                .collect(),
+        })
+        .collect();
+    let path = dir.join("scores.svg");
+    write_strips_svg(&path, &scores)?;
+    written.push(path);
+
+    let kept: Vec<Strip> = tasks
+        .iter()
+        .filter(|t| t.0 != Task::Stsb)
+        .map(|&t| {
+            let before: Vec<f64> = arms
+                .iter()
+                .flat_map(|&a| values(t, a, &|r| r.stsb_zero_shot_before))
+                .take(1)
+                .collect();
+            Strip {
+                title: format!("STS-B zero-shot after {}", t.0),
+                categories: std::iter::once("pretrained".to_owned())
+                    .chain(arms.iter().map(|a| a.name().to_owned()))
+                    .collect(),
+                values: std::iter::once(before)
+                    .chain(
+                        arms.iter()
+                            .map(|&a| values(t, a, &|r| r.stsb_zero_shot_after)),
+                    )
+                    .collect(),
+            }
+        })
+        .filter(|s| s.values.iter().skip(1).any(|v| !v.is_empty()))
+        .collect();
+    if !kept.is_empty() {
+        let path = dir.join("forgetting.svg");
+        write_strips_svg(&path, &kept)?;
+        written.push(path);
+    }
+
+    let mut panels: Vec<Panel> = tasks
+        .iter()
+        .map(|&t| Panel {
+            title: format!("{}: distance to θ* (median over seeds)", t.0),
+            series: arms
+                .iter()
+                .filter_map(|&a| {
+                    let rows = cells.get(&(t, a))?;
+                    Some(Series {
+                        label: a.name().into(),
+                        points: median_curve(rows, |p| Some(p.distance)),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    let lambda: Option<Series> = tasks.iter().find_map(|&t| {
+        let rows = cells.get(&(t, Arm::Recadam))?;
+        Some(Series {
+            label: format!("λ(t), k {}, t0 {}", rows[0].protocol.k, rows[0].protocol.t0),
+            points: median_curve(&rows[..1], |p| p.lambda),
+        })
+    });
+    if let Some(lambda) = lambda {
+        panels.push(Panel {
+            title: "annealing λ(t) of RecAdam".into(),
+            series: vec![lambda],
+        });
+    }
+    let path = dir.join("curves.svg");
+    write_svg(&path, &panels)?;
+    written.push(path);
+    Ok(written)
+}
