@@ -145,6 +145,11 @@ pub struct FinetuneArgs {
     /// Skip the zero-shot STS-B similarity of the embeddings before and after.
     #[arg(long)]
     pub no_forgetting_probe: bool,
+    /// Dropout of the hidden states and attention probabilities while training (default: the
+    /// model config's).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
 }
 
 fn parse_task(s: &str) -> Result<Task, String> {
@@ -207,6 +212,10 @@ pub struct Summary {
     pub seconds: f64,
     /// False when `--stop-after` ended the run early (then `dev` is empty).
     pub completed: bool,
+    /// Wall-clock seconds of the whole run (set-up, probes, training, evaluations), the parts
+    /// before a resume included.
+    #[serde(default)]
+    pub wall_seconds: f64,
 }
 
 impl FinetuneArgs {
@@ -263,6 +272,9 @@ impl FinetuneArgs {
         if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
             return usage("--max-grad-norm must be positive");
         }
+        if self.dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+            return usage("--dropout must be in [0, 1)");
+        }
         if self.threads == Some(0) {
             return usage("--threads must be at least 1");
         }
@@ -290,7 +302,12 @@ pub fn run(args: &FinetuneArgs) -> Result<Summary, FinetuneError> {
 }
 
 fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError> {
-    let (pretrained, _) = BertWeights::from_folder(&args.model)?;
+    let run_started = Instant::now();
+    let (mut pretrained, _) = BertWeights::from_folder(&args.model)?;
+    if let Some(p) = args.dropout {
+        pretrained.config.hidden_dropout_prob = p;
+        pretrained.config.attention_probs_dropout_prob = p;
+    }
     let tokenizer =
         BertTokenizer::from_file(args.model.join("tokenizer.json"), args.max_seq_length)?;
     let train = glue::read(&args.data, args.task, Split::Train)?;
@@ -329,6 +346,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
     // The output folder, and where to start. A resume verifies every file it reads (checkpoint,
     // options, log) and loads the checkpoint into memory before it changes any file.
     let mut start_step = 0;
+    let mut elapsed_before = 0.0;
     let mut dir = if args.resume {
         let Some(ckpt) = read_checkpoint(&args.output)? else {
             return Err(FinetuneError::Usage(format!(
@@ -341,25 +359,11 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         // Typed first, so that an unreadable field is named as such; then compared by value.
         parse_json::<FinetuneArgs>(&run_path, &ckpt.run)?;
         let saved: Value = parse_json(&run_path, &ckpt.run)?;
-        let differs: Vec<&String> = run_json
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| {
-                !["threads", "output", "eval_every", "log_every", "eval_limit"]
-                    .contains(&k.as_str())
-                    && saved.get(k.as_str()) != Some(v)
-            })
-            .map(|(k, _)| k)
-            .collect();
+        let differs = resume_differences(&run_json, &saved);
         if !differs.is_empty() {
             return Err(FinetuneError::Usage(format!(
                 "--resume: {} differ from the run in {}",
-                differs
-                    .iter()
-                    .map(|k| format!("--{}", k.replace('_', "-")))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                differs.join(", "),
                 ckpt.dir.display()
             )));
         }
@@ -385,7 +389,15 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         trainer.model = model;
         start_step = ckpt.step;
         // Checks the log before it cuts it back: the first and only write of a resume's checks.
-        RunDir::resume(&args.output, &ckpt, args.json)?
+        let dir = RunDir::resume(&args.output, &ckpt, args.json)?;
+        // The run's time so far, as its log last states it.
+        elapsed_before = read_log(&args.output)
+            .map_err(FinetuneError::Usage)?
+            .iter()
+            .rev()
+            .find_map(|l| l["elapsed_s"].as_f64())
+            .unwrap_or(0.0);
+        dir
     } else {
         let mut dir = RunDir::create(&args.output, args.json)?;
         dir.log(
@@ -429,6 +441,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         similarity_after: None,
         seconds: 0.0,
         completed: false,
+        wall_seconds: 0.0,
     };
 
     let progress = ProgressBar::new(total).with_position(start_step);
@@ -479,7 +492,8 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
                 &json!({"event": "train", "step": step, "loss": loss, "lr": log.lr,
                             "lambda": log.lambda, "grad_norm": log.grad_norm,
                             "distance": trainer.distance(),
-                            "tokens_per_s": tokens as f64 / seconds}),
+                            "tokens_per_s": tokens as f64 / seconds,
+                            "elapsed_s": elapsed_before + run_started.elapsed().as_secs_f64()}),
             )?;
             (loss_sum, loss_n, tokens) = (0.0, 0, 0);
             last_log = Instant::now();
@@ -494,7 +508,8 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
                 eval_batch,
                 threads,
             )?;
-            let mut line = json!({"event": "eval", "step": step, "distance": trainer.distance()});
+            let mut line = json!({"event": "eval", "step": step, "distance": trainer.distance(),
+                                  "elapsed_s": elapsed_before + run_started.elapsed().as_secs_f64()});
             line["dev"] = Value::Object(scores_to_json(&scores));
             dir.log(&line)?;
             progress.println(format!(
@@ -513,6 +528,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
                 distance: trainer.distance(),
                 seconds: started.elapsed().as_secs_f64(),
                 completed: false,
+                wall_seconds: elapsed_before + run_started.elapsed().as_secs_f64(),
                 ..summary_of_run
             });
         }
@@ -549,6 +565,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         similarity_after,
         seconds,
         completed: true,
+        wall_seconds: elapsed_before + run_started.elapsed().as_secs_f64(),
         ..summary_of_run
     };
     let unserialisable = |e: serde_json::Error| RunError::Invalid {
@@ -569,6 +586,20 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
     )
     .map_err(FinetuneError::Plot)?;
     Ok(summary)
+}
+
+/// The options of `run` (a run's `run.json`) that differ from `saved`'s, as `--option` names;
+/// where the output goes, the threads and the logging and evaluation intervals may change.
+pub fn resume_differences(run: &Value, saved: &Value) -> Vec<String> {
+    run.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| {
+            !["threads", "output", "eval_every", "log_every", "eval_limit"].contains(&k.as_str())
+                && saved.get(k.as_str()) != Some(v)
+        })
+        .map(|(k, _)| format!("--{}", k.replace('_', "-")))
+        .collect()
 }
 
 /// The summary as a table for people.

@@ -28,10 +28,10 @@ enum Command {
     Finetune(Box<FinetuneArgs>),
     /// Score a fine-tuned run (or a model's zero-shot similarity) on a GLUE dev set.
     Eval(recadam_cli::eval_cmd::EvalArgs),
-    /// Plot the loss, dev metric and distance to θ* of one or more run folders on shared axes.
     /// Run the paper's comparison (tasks × arms × seeds), one result row per finished run,
     /// resumable; `recadam study report` makes its tables and figures.
     Study(Box<StudyCmd>),
+    /// Plot the loss, dev metric and distance to θ* of one or more run folders on shared axes.
     Plot {
         /// Run folders written by `recadam finetune`.
         #[arg(required = true)]

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
+use recadam_std::evaluate::is_sentence_embedding_model;
 use recadam_std::glue::{self, Split, Task};
-use recadam_std::run_dir::read_checkpoint;
+use recadam_std::run_dir::{parse_json, read_checkpoint, RunError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -271,6 +271,10 @@ pub struct StudyArgs {
     /// Global gradient-norm clipping.
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
+    /// Dropout of the hidden states and attention probabilities (default: the model config's,
+    /// 0.1 for BERT models).
+    #[arg(long)]
+    pub dropout: Option<f64>,
     /// Dev evaluation (for the curves) every this many steps, and at the end.
     #[arg(long, default_value_t = 100)]
     pub eval_every: u64,
@@ -342,6 +346,12 @@ pub struct CurvePoint {
     pub dev: Option<f64>,
 }
 
+/// A number that JSON holds as `null` when it is not finite (serde_json writes NaN and ±∞ so),
+/// read back as NaN: a run whose score is NaN (a constant prediction's correlation) is a row.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One finished run: a line of the results file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -361,10 +371,13 @@ pub struct Row {
     /// The task's main metric's name.
     pub main_metric: String,
     /// The main metric's value.
+    #[serde(deserialize_with = "null_as_nan")]
     pub score: f64,
     /// Distance of the encoder to θ* at the end.
+    #[serde(deserialize_with = "null_as_nan")]
     pub distance: f64,
     /// λ at the last step.
+    #[serde(deserialize_with = "null_as_nan")]
     pub lambda: f64,
     /// Zero-shot STS-B dev Spearman of the mean-pooled encoder before fine-tuning (sentence-
     /// embedding models).
@@ -373,11 +386,14 @@ pub struct Row {
     pub stsb_zero_shot_after: Option<f64>,
     /// The curves (the logged steps and the evaluations).
     pub curve: Vec<CurvePoint>,
-    /// Wall-clock seconds of the run in this study (set-up, training, evaluations).
+    /// Wall-clock seconds of the run (set-up, probes, training, evaluations), the parts before a
+    /// resume included.
+    #[serde(deserialize_with = "null_as_nan")]
     pub seconds: f64,
-    /// Whether the run was resumed from a checkpoint (then `seconds` is of the last part).
+    /// Whether the run was resumed from a checkpoint.
     pub resumed: bool,
     /// Median training throughput of the logged intervals (real tokens, not padding).
+    #[serde(deserialize_with = "null_as_nan")]
     pub tokens_per_s: f64,
     /// Threads.
     pub threads: usize,
@@ -562,6 +578,7 @@ impl StudyArgs {
             resume: false,
             stop_after: self.stop_after,
             no_forgetting_probe: false,
+            dropout: Some(p.dropout),
         }
     }
 }
@@ -576,6 +593,11 @@ fn model_dropout(model: &Path) -> Result<f64, StudyError> {
     let config: Value = serde_json::from_str(&text)
         .map_err(|e| StudyError::Usage(format!("{}: {e}", path.display())))?;
     Ok(config["hidden_dropout_prob"].as_f64().unwrap_or(0.1))
+}
+
+/// Whether the runs can measure forgetting: a sentence-embedding model and STS-B's dev file.
+fn has_similarity_probe(model: &Path, data: &Path) -> bool {
+    is_sentence_embedding_model(model) && glue::path(data, Task::Stsb, Split::Dev).is_file()
 }
 
 /// The CPU's model name, family and model, from /proc/cpuinfo (as `lscpu` shows them).
@@ -725,16 +747,43 @@ pub fn run(args: &StudyArgs, mut say: impl FnMut(&str)) -> Result<Outcome, Study
     if entries.is_empty() {
         return Err(StudyError::Usage("the study lists no runs".into()));
     }
-    let dropout = model_dropout(model)?;
+    let dropout = match args.dropout {
+        Some(p) => p,
+        None => model_dropout(model)?,
+    };
     let rows = read_rows(&args.results)?;
-    let mut done = BTreeMap::new();
+    let mut done: BTreeMap<Entry, usize> = BTreeMap::new();
+    // Every row of another model, and every row of another protocol for a task this study
+    // runs, is foreign: it is neither reused nor run again beside.
+    let tasks: Vec<Task> = entries.iter().map(|e| e.task.0).collect();
     for (line, row) in &rows {
         let entry = row.entry().map_err(|reason| StudyError::Line {
             path: args.results.clone(),
             line: *line,
             reason,
         })?;
-        done.insert(entry, (*line, row));
+        let differs = if row.model != model_name {
+            Some(format!("model {} (this study: {model_name})", row.model))
+        } else if tasks.contains(&entry.task.0) {
+            let protocol = args.protocol(entry.task.0, dropout)?;
+            (row.protocol != protocol).then(|| {
+                format!(
+                    "protocol {} (this study: {})",
+                    serde_json::to_string(&row.protocol).unwrap_or_default(),
+                    serde_json::to_string(&protocol).unwrap_or_default()
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(differs) = differs {
+            return Err(StudyError::Line {
+                path: args.results.clone(),
+                line: *line,
+                reason: format!("the row of {entry} is of another {differs}"),
+            });
+        }
+        done.insert(entry, *line);
     }
     for entry in &entries {
         for split in [Split::Train, Split::Dev] {
@@ -748,29 +797,35 @@ pub fn run(args: &StudyArgs, mut say: impl FnMut(&str)) -> Result<Outcome, Study
                 )));
             }
         }
-        // A row of another protocol or model for a run of this study: foreign; it is neither
-        // reused nor run again beside it.
-        if let Some((line, row)) = done.get(entry) {
-            let protocol = args.protocol(entry.task.0, dropout)?;
-            let differs = if row.model != model_name {
-                Some(format!("model {} (this study: {model_name})", row.model))
-            } else if row.protocol != protocol {
-                Some(format!(
-                    "protocol {} (this study: {})",
-                    serde_json::to_string(&row.protocol).unwrap_or_default(),
-                    serde_json::to_string(&protocol).unwrap_or_default()
-                ))
-            } else {
-                None
+        let protocol = args.protocol(entry.task.0, dropout)?;
+        // A run cut off earlier resumes from its folder: only if it is a run of this study.
+        if !done.contains_key(entry) {
+            let ft = args.finetune_args(model, *entry, &protocol);
+            let failed = |e: RunError| StudyError::Run {
+                entry: entry.to_string(),
+                source: Box::new(FinetuneError::Run(e)),
             };
-            if let Some(differs) = differs {
-                return Err(StudyError::Line {
-                    path: args.results.clone(),
-                    line: *line,
-                    reason: format!("the row of {entry} is of another {differs}"),
-                });
+            if let Some(ckpt) = read_checkpoint(&ft.output).map_err(failed)? {
+                let saved: Value = parse_json(&ckpt.path("run.json"), &ckpt.run).map_err(failed)?;
+                let run = serde_json::to_value(&ft)
+                    .map_err(|e| StudyError::Usage(format!("the options do not serialise: {e}")))?;
+                let differs = finetune::resume_differences(&run, &saved);
+                if !differs.is_empty() {
+                    return Err(StudyError::Usage(format!(
+                        "{}: the run cut off there is not this study's run of {entry} ({} \
+                         differ); remove the folder to run it afresh",
+                        ft.output.display(),
+                        differs.join(", ")
+                    )));
+                }
             }
         }
+    }
+    if !has_similarity_probe(model, &args.data) {
+        say(
+            "note: no zero-shot STS-B probe (the model is not a sentence-embedding model, or the \
+             GLUE folder has no STS-B dev file): the rows will not say what each arm kept",
+        );
     }
     let threads = crate::threads::resolve(args.threads).map_err(StudyError::Usage)?;
     let (cpu, commit) = (cpu_name(), source_commit());
@@ -810,9 +865,7 @@ pub fn run(args: &StudyArgs, mut say: impl FnMut(&str)) -> Result<Outcome, Study
             todo.len(),
             if ckpt { " (resumed)" } else { "" }
         ));
-        let started = Instant::now();
         let summary = finetune::run(&ft).map_err(failed)?;
-        let seconds = started.elapsed().as_secs_f64();
         if !summary.completed {
             say(&format!(
                 "{entry}: stopped after step {} (checkpoint in {}); run the study again to go on",
@@ -851,7 +904,7 @@ pub fn run(args: &StudyArgs, mut say: impl FnMut(&str)) -> Result<Outcome, Study
             stsb_zero_shot_before: summary.similarity_before,
             stsb_zero_shot_after: summary.similarity_after,
             curve,
-            seconds,
+            seconds: summary.wall_seconds,
             resumed: ckpt,
             tokens_per_s: median(rates),
             threads,
@@ -898,6 +951,16 @@ mod tests {
             .parse::<Arm>()
             .unwrap_err()
             .contains("unknown arm `sgd`"));
+    }
+
+    #[test]
+    fn a_row_with_a_nan_score_is_written_and_read_back() {
+        let text = r#"{"task":"STS-B","arm":"adamw","seed":0,"model":"m","protocol":{"lr":5e-5,"batch_size":32,"max_seq_length":128,"steps":9,"warmup_ratio":0.1,"weight_decay":0.01,"k":0.1,"t0":150.0,"gamma":5000.0,"max_grad_norm":1.0,"eval_every":100,"dropout":0.1},"dev":{},"main_metric":"spearman","score":null,"distance":1.0,"lambda":0.0,"stsb_zero_shot_before":null,"stsb_zero_shot_after":null,"curve":[],"seconds":1.0,"resumed":false,"tokens_per_s":null,"threads":1,"cpu":"c","commit":"c","command":"c","finished_unix":0}"#;
+        let row: Row = serde_json::from_str(text).unwrap();
+        assert!(row.score.is_nan() && row.tokens_per_s.is_nan());
+        let again: Row = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+        assert!(again.score.is_nan());
+        assert_eq!(again.distance, 1.0);
     }
 
     #[test]

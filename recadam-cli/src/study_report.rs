@@ -23,6 +23,12 @@ fn spread(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64, f64, usize
     Some(((v[(n - 1) / 2] + v[n / 2]) / 2.0, v[0], v[n - 1], n))
 }
 
+/// The mean of the finite values; `None` when there are none.
+fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 fn cell(values: impl IntoIterator<Item = f64>) -> String {
     match spread(values) {
         None => "—".into(),
@@ -34,6 +40,7 @@ fn cell(values: impl IntoIterator<Item = f64>) -> String {
 fn signed_cell(values: impl IntoIterator<Item = f64>) -> String {
     match spread(values) {
         None => "—".into(),
+        Some((m, _, _, 1)) => format!("{m:+.4} (1 seed)"),
         Some((m, lo, hi, n)) => format!("{m:+.4} [{lo:+.4}, {hi:+.4}] ({n} seeds)"),
     }
 }
@@ -85,6 +92,9 @@ fn cells(rows: &[(usize, Row)]) -> Cells<'_> {
 
 /// The report as Markdown.
 pub fn markdown(rows: &[(usize, Row)]) -> String {
+    let Some((_, first)) = rows.first() else {
+        return "# RecAdam study\n\nNo runs have finished yet.\n".into();
+    };
     let cells = cells(rows);
     let tasks: Vec<TaskKey> = cells
         .keys()
@@ -99,7 +109,6 @@ pub fn markdown(rows: &[(usize, Row)]) -> String {
         .into_iter()
         .collect();
     let mut md = String::new();
-    let first = &rows[0].1;
     let cpus: BTreeSet<&str> = rows.iter().map(|(_, r)| r.cpu.as_str()).collect();
     let commits: BTreeSet<&str> = rows.iter().map(|(_, r)| r.commit.as_str()).collect();
     let threads: BTreeSet<usize> = rows.iter().map(|(_, r)| r.threads).collect();
@@ -210,15 +219,13 @@ pub fn markdown(rows: &[(usize, Row)]) -> String {
                 .join(", ")
         );
         for arm in &arms {
-            let medians: Vec<f64> = complete
-                .iter()
-                .filter_map(|t| spread(cells[&(*t, *arm)].iter().map(|r| r.score)))
-                .map(|s| s.0)
-                .collect();
+            let medians = complete.iter().filter_map(|t| {
+                spread(cells.get(&(*t, *arm))?.iter().map(|r| r.score)).map(|s| s.0)
+            });
             let _ = write!(
                 md,
-                " {:.4} |",
-                medians.iter().sum::<f64>() / medians.len() as f64
+                " {} |",
+                mean(medians).map_or("—".into(), |m| format!("{m:.4}"))
             );
         }
         md.push('\n');
@@ -241,24 +248,40 @@ pub fn markdown(rows: &[(usize, Row)]) -> String {
             let _ = write!(md, "---|");
         }
         md.push('\n');
-        for task in &tasks {
-            let _ = write!(md, "| {} ({}) |", task.0, task.0.main_metric());
+        // Each arm's differences from AdamW on the seeds both ran, by task.
+        let gains = |task: TaskKey, arm: Arm| -> Vec<f64> {
             let base: BTreeMap<u64, f64> = cells
-                .get(&(*task, Arm::Adamw))
+                .get(&(task, Arm::Adamw))
                 .into_iter()
                 .flatten()
                 .map(|r| (r.seed, r.score))
                 .collect();
+            cells
+                .get(&(task, arm))
+                .into_iter()
+                .flatten()
+                .filter_map(|r| Some(r.score - base.get(&r.seed)?))
+                .collect()
+        };
+        for task in &tasks {
+            let _ = write!(md, "| {} ({}) |", task.0, task.0.main_metric());
             for arm in &others {
-                let diffs = cells
-                    .get(&(*task, *arm))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| Some(r.score - base.get(&r.seed)?));
-                let _ = write!(md, " {} |", signed_cell(diffs));
+                let _ = write!(md, " {} |", signed_cell(gains(*task, *arm)));
             }
             md.push('\n');
         }
+        let _ = write!(md, "| average over the tasks of the median gains |");
+        for arm in &others {
+            let medians = tasks
+                .iter()
+                .filter_map(|t| spread(gains(*t, *arm)).map(|s| s.0));
+            let _ = write!(
+                md,
+                " {} |",
+                mean(medians).map_or("—".into(), |m| format!("{m:+.4}"))
+            );
+        }
+        md.push('\n');
     }
 
     // Forgetting.
@@ -465,4 +488,109 @@ pub fn figures(rows: &[(usize, Row)], dir: &Path) -> Result<Vec<PathBuf>, String
     write_svg(&path, &panels)?;
     written.push(path);
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::Protocol;
+
+    fn row(task: &str, arm: Arm, seed: u64, score: f64) -> Row {
+        let metric = task.parse::<Task>().unwrap().main_metric().to_string();
+        Row {
+            task: task.into(),
+            arm,
+            seed,
+            model: "m".into(),
+            protocol: Protocol {
+                lr: 5e-5,
+                batch_size: 32,
+                max_seq_length: 128,
+                steps: 600,
+                warmup_ratio: 0.1,
+                weight_decay: 0.01,
+                k: 0.1,
+                t0: 150.0,
+                gamma: 5000.0,
+                max_grad_norm: 1.0,
+                eval_every: 100,
+                dropout: 0.1,
+            },
+            dev: [(metric.clone(), score)].into_iter().collect(),
+            main_metric: metric,
+            score,
+            distance: 1.0,
+            lambda: 1.0,
+            stsb_zero_shot_before: Some(0.87),
+            stsb_zero_shot_after: Some(0.8),
+            curve: Vec::new(),
+            seconds: 10.0,
+            resumed: false,
+            tokens_per_s: 1000.0,
+            threads: 2,
+            cpu: "cpu".into(),
+            commit: "c".into(),
+            command: "recadam study".into(),
+            finished_unix: 0,
+        }
+    }
+
+    /// The line of `md` that starts with `start`.
+    fn line<'a>(md: &'a str, start: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line `{start}` in:\n{md}"))
+    }
+
+    #[test]
+    fn gains_pair_seeds_and_averages_are_over_tasks() {
+        // AdamW's and RecAdam's medians are both 0.60, but seed against seed RecAdam gains
+        // +0.10, −0.05, +0.05: a median gain of +0.05, not the 0 of the medians' difference.
+        let rows: Vec<(usize, Row)> = [
+            row("RTE", Arm::Adamw, 0, 0.50),
+            row("RTE", Arm::Adamw, 1, 0.70),
+            row("RTE", Arm::Adamw, 2, 0.60),
+            row("RTE", Arm::Recadam, 0, 0.60),
+            row("RTE", Arm::Recadam, 1, 0.65),
+            row("RTE", Arm::Recadam, 2, 0.65),
+            row("CoLA", Arm::Adamw, 0, 0.30),
+            row("CoLA", Arm::Recadam, 0, 0.40),
+            // A seed AdamW did not run: no pair, no gain.
+            row("CoLA", Arm::Recadam, 1, 0.90),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i + 1, r))
+        .collect();
+        let md = markdown(&rows);
+        assert_eq!(
+            line(&md, "| RTE (accuracy, main)"),
+            "| RTE (accuracy, main) | 0.6000 [0.5000, 0.7000] (3 seeds) | 0.6500 [0.6000, 0.6500] (3 seeds) |"
+        );
+        assert_eq!(
+            line(&md, "| RTE (accuracy) |"),
+            "| RTE (accuracy) | +0.0500 [-0.0500, +0.1000] (3 seeds) |"
+        );
+        assert_eq!(
+            line(&md, "| CoLA (mcc) |"),
+            "| CoLA (mcc) | +0.1000 (1 seed) |"
+        );
+        assert_eq!(
+            line(&md, "| average over the tasks"),
+            "| average over the tasks of the median gains | +0.0750 |"
+        );
+        // The medians' average: AdamW (0.60 + 0.30) / 2, RecAdam (0.65 + 0.65) / 2.
+        assert_eq!(
+            line(&md, "| average of the main metrics"),
+            "| average of the main metrics (RTE, CoLA) | 0.4500 | 0.6500 |"
+        );
+    }
+
+    #[test]
+    fn no_rows_and_nan_scores_report_without_panicking() {
+        assert!(markdown(&[]).contains("No runs"));
+        let rows = vec![(1, row("STS-B", Arm::Adamw, 0, f64::NAN))];
+        let md = markdown(&rows);
+        assert!(line(&md, "| STS-B (spearman, main)").contains("—"), "{md}");
+    }
 }

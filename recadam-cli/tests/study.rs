@@ -180,7 +180,8 @@ fn an_interrupted_study_resumes_to_the_rows_of_one_straight_run_and_reports_them
         assert_eq!(outcome(g), outcome(e), "a resumed study differs");
     }
     assert_eq!(got[1]["resumed"], true);
-    // Once more: nothing to run, nothing appended.
+    // Once more, on another machine (the rows alone): nothing to run, nothing appended.
+    std::fs::remove_dir_all(&runs).unwrap();
     let before = std::fs::read(&resumed).unwrap();
     let out = ok(&study(&model, &resumed, &runs, &[]));
     assert_eq!(std::fs::read(&resumed).unwrap(), before);
@@ -278,6 +279,20 @@ fn bad_manifests_results_and_glue_folders_are_refused_naming_the_line() {
         !runs.exists(),
         "a run started before every input was checked"
     );
+    // Steps for one task of two: refused before the first run, not hours later.
+    let err = fails(&with(
+        study(&model, &results, &runs, &[]),
+        "--steps",
+        "RTE=4",
+    ));
+    assert!(
+        err.contains("--steps names no step count for CoLA"),
+        "{err}"
+    );
+    assert!(
+        !runs.exists(),
+        "a run started before every input was checked"
+    );
 
     // Results files: a good row to damage, from a one-run study.
     let good = tmp.path().join("good.jsonl");
@@ -288,6 +303,9 @@ fn bad_manifests_results_and_glue_folders_are_refused_naming_the_line() {
     other_protocol["protocol"]["lr"] = serde_json::json!(0.5);
     let mut foreign: Value = serde_json::from_str(row.trim()).unwrap();
     foreign["extra"] = serde_json::json!(1);
+    let mut other_model: Value = serde_json::from_str(row.trim()).unwrap();
+    other_model["model"] = serde_json::json!("bert-base-uncased");
+    other_model["task"] = serde_json::json!("SST-2");
     let cases = [
         (
             format!("{row}{{\"task\": \"RTE\", \"ar"),
@@ -308,6 +326,10 @@ fn bad_manifests_results_and_glue_folders_are_refused_naming_the_line() {
         (
             "{\"event\":\"train\",\"step\":1}\n".to_string(),
             "line 1: not a study row",
+        ),
+        (
+            format!("{row}{other_model}\n"),
+            "line 2: the row of SST-2 adamw seed 3 is of another model bert-base-uncased",
         ),
     ];
     for (text, needle) in cases {
@@ -345,4 +367,20 @@ fn bad_manifests_results_and_glue_folders_are_refused_naming_the_line() {
         err.contains("line 2: a RTE row of another protocol than line 1's"),
         "{err}"
     );
+
+    // A run folder left by a study of other options is not resumed into this one.
+    std::fs::remove_file(&results).unwrap();
+    let cut = with(
+        study(&model, &results, &runs, &["--stop-after", "1"]),
+        "--tasks",
+        "RTE",
+    );
+    ok(&cut);
+    assert!(runs.join("RTE-adamw-seed3").join("latest").exists());
+    let err = fails(&with(with(cut, "--lr", "2e-3"), "--stop-after", "2"));
+    assert!(
+        err.contains("RTE-adamw-seed3: the run cut off there is not this study's run of RTE adamw seed 3 (--lr differ)"),
+        "{err}"
+    );
+    assert!(!results.exists());
 }
