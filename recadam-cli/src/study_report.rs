@@ -90,24 +90,24 @@ fn cells(rows: &[(usize, Row)]) -> Cells<'_> {
     cells
 }
 
+/// The rows by (task, arm), and the tasks and arms that have rows, in table order.
+fn grid(rows: &[(usize, Row)]) -> (Cells<'_>, Vec<TaskKey>, Vec<Arm>) {
+    let cells = cells(rows);
+    let tasks = cells.keys().map(|k| k.0).collect::<BTreeSet<_>>();
+    let arms = cells.keys().map(|k| k.1).collect::<BTreeSet<_>>();
+    (
+        cells,
+        tasks.into_iter().collect(),
+        arms.into_iter().collect(),
+    )
+}
+
 /// The report as Markdown.
 pub fn markdown(rows: &[(usize, Row)]) -> String {
     let Some((_, first)) = rows.first() else {
         return "# RecAdam study\n\nNo runs have finished yet.\n".into();
     };
-    let cells = cells(rows);
-    let tasks: Vec<TaskKey> = cells
-        .keys()
-        .map(|k| k.0)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let arms: Vec<Arm> = cells
-        .keys()
-        .map(|k| k.1)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (cells, tasks, arms) = grid(rows);
     let mut md = String::new();
     let cpus: BTreeSet<&str> = rows.iter().map(|(_, r)| r.cpu.as_str()).collect();
     let commits: BTreeSet<&str> = rows.iter().map(|(_, r)| r.commit.as_str()).collect();
@@ -388,19 +388,7 @@ fn median_curve(
 /// `curves.svg`; returns their paths.
 pub fn figures(rows: &[(usize, Row)], dir: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let cells = cells(rows);
-    let tasks: Vec<TaskKey> = cells
-        .keys()
-        .map(|k| k.0)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let arms: Vec<Arm> = cells
-        .keys()
-        .map(|k| k.1)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (cells, tasks, arms) = grid(rows);
     let values = |task: TaskKey, arm: Arm, f: &dyn Fn(&Row) -> Option<f64>| -> Vec<f64> {
         cells
             .get(&(task, arm))
