@@ -117,8 +117,9 @@ pub fn markdown(rows: &[(usize, Row)]) -> String {
     let _ = writeln!(md, "# RecAdam study: {} on GLUE dev\n", first.model);
     let _ = writeln!(
         md,
-        "{} runs; {:.1} hours of wall time in all; CPU: {}; threads: {}; commits: {}.\n",
+        "{} run{}; {:.1} hours of wall time in all; CPU: {}; threads: {}; commits: {}.\n",
         rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
         hours,
         cpus.into_iter().collect::<Vec<_>>().join("; "),
         threads
@@ -142,7 +143,7 @@ pub fn markdown(rows: &[(usize, Row)]) -> String {
     let _ = writeln!(
         md,
         "Protocol: lr {}, batch {}, max length {} (padded to the longest in the batch), steps {}, \
-         linear warm-up {} then decay, weight decay {}, k {}, t0 {}, γ {}, clipping {}, dropout {}; \
+         linear warm-up over {}% of the steps then decay, weight decay {}, k {}, t0 {}, γ {}, clipping {}, dropout {}; \
          dev evaluation every {} steps and at the end. Arms: `adamw` (AdamW from the pretrained \
          weights), `recadam` (RecAdam from the pretrained weights), `recadam-random` (RecAdam from \
          a random initialisation, pulled towards the pretrained weights).\n",
@@ -150,7 +151,7 @@ pub fn markdown(rows: &[(usize, Row)]) -> String {
         p.batch_size,
         p.max_seq_length,
         steps.join(", "),
-        p.warmup_ratio,
+        p.warmup_ratio * 100.0,
         p.weight_decay,
         p.k,
         p.t0,
