@@ -136,6 +136,18 @@ pub fn write_svg(path: &Path, panels: &[Panel]) -> Result<(), String> {
     root.present().map_err(|e| error(&e))
 }
 
+/// The median of the finite values (the mean of the two middle ones for an even count); `None`
+/// when there are none. The strips' bars and the study's tables use this one definition.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some((v[(n - 1) / 2] + v[n / 2]) / 2.0)
+}
+
 /// One chart of values by category (an arm, say): every value a marker, the median a bar.
 #[derive(Clone, Debug)]
 pub struct Strip {
@@ -197,11 +209,7 @@ pub fn write_strips_svg(path: &Path, strips: &[Strip]) -> Result<(), String> {
                         .map(|(j, &v)| Circle::new((spread(j), v), 4, color.filled())),
                 )
                 .map_err(|e| error(&e))?;
-            let mut sorted = finite.clone();
-            sorted.sort_by(f64::total_cmp);
-            if !sorted.is_empty() {
-                let m = sorted.len();
-                let median = (sorted[(m - 1) / 2] + sorted[m / 2]) / 2.0;
+            if let Some(median) = median(finite.iter().copied()) {
                 let x = i as f64;
                 chart
                     .draw_series(std::iter::once(PathElement::new(
@@ -218,6 +226,13 @@ pub fn write_strips_svg(path: &Path, strips: &[Strip]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median([]), None);
+    }
 
     #[test]
     fn a_single_value_gets_a_range_with_distinct_ticks() {

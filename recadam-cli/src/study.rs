@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use recadam_std::bert::BertConfig;
 use recadam_std::evaluate::is_sentence_embedding_model;
 use recadam_std::glue::{self, Split, Task};
 use recadam_std::run_dir::{parse_json, read_checkpoint, RunError};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::finetune::{self, FinetuneArgs, FinetuneError, Init, OptimizerKind};
+use crate::plot::median;
 
 /// What is compared: an update rule and where the encoder starts.
 #[derive(
@@ -585,14 +587,9 @@ impl StudyArgs {
 
 /// The model's dropout, as its config states it (the study records it; BERT's default is 0.1).
 fn model_dropout(model: &Path) -> Result<f64, StudyError> {
-    let path = model.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| StudyError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let config: Value = serde_json::from_str(&text)
-        .map_err(|e| StudyError::Usage(format!("{}: {e}", path.display())))?;
-    Ok(config["hidden_dropout_prob"].as_f64().unwrap_or(0.1))
+    BertConfig::from_file(model.join("config.json"))
+        .map(|config| config.hidden_dropout_prob)
+        .map_err(|e| StudyError::Usage(e.to_string()))
 }
 
 /// Whether the runs can measure forgetting: a sentence-embedding model and STS-B's dev file.
@@ -678,16 +675,6 @@ fn curve_of(log: &[Value], main_metric: &str) -> Vec<CurvePoint> {
         }
     }
     points.into_values().collect()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.retain(|v| v.is_finite());
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// Appends `row` as one line (one write, then synced), starting a new line if the file does
@@ -906,7 +893,7 @@ pub fn run(args: &StudyArgs, mut say: impl FnMut(&str)) -> Result<Outcome, Study
             curve,
             seconds: summary.wall_seconds,
             resumed: ckpt,
-            tokens_per_s: median(rates),
+            tokens_per_s: median(rates).unwrap_or(f64::NAN),
             threads,
             cpu: cpu.clone(),
             commit: commit.clone(),
@@ -961,13 +948,6 @@ mod tests {
         let again: Row = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
         assert!(again.score.is_nan());
         assert_eq!(again.distance, 1.0);
-    }
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![]).is_nan());
     }
 
     #[test]

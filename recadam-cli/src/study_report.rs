@@ -9,18 +9,15 @@ use std::path::{Path, PathBuf};
 
 use recadam_std::glue::Task;
 
-use crate::plot::{write_strips_svg, write_svg, Panel, Series, Strip};
+use crate::plot::{median, write_strips_svg, write_svg, Panel, Series, Strip};
 use crate::study::{Arm, Row, StudyError, TaskKey};
 
 /// Median, least and greatest of the finite values; `None` when there are none.
 fn spread(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64, f64, usize)> {
-    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(((v[(n - 1) / 2] + v[n / 2]) / 2.0, v[0], v[n - 1], n))
+    let v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((median(v.iter().copied())?, lo, hi, v.len()))
 }
 
 /// The mean of the finite values; `None` when there are none.
