@@ -19,21 +19,12 @@ fn pair_mut(grads: &mut [f32], a: Range<usize>, b: Range<usize>) -> (&mut [f32],
     (&mut lo[a], &mut hi[..b.len()])
 }
 
-/// `out = g ⊙ mask` (`g` for an empty mask) in one pass.
-fn masked(out: &mut [f32], g: &[f32], mask: &[f32], threads: usize) {
-    if mask.is_empty() {
-        out.copy_from_slice(g);
-    } else {
-        par::map2(threads, out, g, mask, |g, m| g * m);
-    }
-}
-
 /// The backward pass's buffers, kept in the [`Cache`] and reused from step to step.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Scratch {
     /// The loss's gradient with respect to the current layer's output, `[rows, hidden]`.
     dx: Vec<f32>,
-    /// After a LayerNorm's backward (d_ffn, then d_attn).
+    /// The embedding LayerNorm's input gradient.
     d_norm: Vec<f32>,
     /// The residual stream's gradient (d_x1, then d_input).
     d_res: Vec<f32>,
@@ -96,8 +87,18 @@ fn stats_of(
     }
 }
 
-/// LayerNorm backward: from dy (per row of width h) to dx, accumulating dγ and dβ. Rows are
-/// cut over the threads for dx; dγ and dβ are summed over rows by column.
+/// A second output of a LayerNorm's backward pass, written in the same pass as dx: where the
+/// LayerNorm's input was `dropout(y) + residual`, the dense output's gradient `dx ⊙ mask`
+/// (`dx` itself for an empty mask) while dx goes on down the residual stream.
+struct MaskedOut<'a> {
+    out: &'a mut [f32],
+    mask: &'a [f32],
+}
+
+/// LayerNorm backward: from dy (per row of width h) to dx (and `masked`, see [`MaskedOut`]),
+/// accumulating dγ and dβ. Rows are cut over the threads for dx; dγ and dβ are summed over rows
+/// by column.
+#[allow(clippy::too_many_arguments)]
 fn layer_norm_backward(
     dy: &[f32],
     cache: &NormCache,
@@ -105,13 +106,26 @@ fn layer_norm_backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
     dx: &mut [f32],
+    masked: Option<MaskedOut<'_>>,
     threads: usize,
 ) {
     let h = gamma.len();
     let rows = dy.len() / h;
     let n = par::part(rows, h, threads);
-    let parts = dx.chunks_mut(n * h).enumerate();
-    par::run(threads, parts, |(c, dx)| {
+    let mask = masked.as_ref().map_or(&[][..], |m| m.mask);
+    if let Some(m) = &masked {
+        assert!(
+            m.out.len() == dx.len() && (m.mask.is_empty() || m.mask.len() == dx.len()),
+            "layer_norm_backward: masked output or mask of another size"
+        );
+    }
+    let outs = masked
+        .map(|m| m.out.chunks_mut(n * h).map(Some))
+        .into_iter()
+        .flatten()
+        .chain(std::iter::repeat_with(|| None));
+    let parts = dx.chunks_mut(n * h).zip(outs).enumerate();
+    par::run(threads, parts, |(c, (dx, mut out))| {
         let r0 = c * n;
         for (i, dx) in dx.chunks_exact_mut(h).enumerate() {
             let r = r0 + i;
@@ -128,6 +142,17 @@ fn layer_norm_backward(
             for j in 0..h {
                 let g = (dy[j] * gamma[j]) as f64;
                 dx[j] = (rstd * (g - mean_g - xhat[j] as f64 * mean_gx)) as f32;
+            }
+            if let Some(out) = out.as_deref_mut() {
+                let out = &mut out[i * h..(i + 1) * h];
+                if mask.is_empty() {
+                    out.copy_from_slice(dx);
+                } else {
+                    let mask = &mask[r * h..(r + 1) * h];
+                    for ((o, &g), &m) in out.iter_mut().zip(dx.iter()).zip(mask) {
+                        *o = g * m;
+                    }
+                }
             }
         }
     });
@@ -485,19 +510,22 @@ fn backward_impl(
         // Second LayerNorm (after the feed-forward residual).
         {
             let (dg, db) = pair(grads, layout, l, P::OutNormG);
+            // The residual takes d_ffn as it is; the dense output went through dropout.
+            let dense = MaskedOut {
+                out: &mut s.dy,
+                mask: &lc.ffn_dropout,
+            };
             layer_norm_backward(
                 &s.dx,
                 &lc.norm2,
                 wt(P::OutNormG),
                 dg,
                 db,
-                &mut s.d_norm,
+                &mut s.d_res,
+                Some(dense),
                 threads,
             );
         }
-        // The residual took d_ffn as it is; the dense output went through dropout.
-        s.d_res.copy_from_slice(&s.d_norm);
-        masked(&mut s.dy, &s.d_norm, &lc.ffn_dropout, threads);
         {
             let (dw, db) = pair(grads, layout, l, P::OutW);
             let lin = Linear {
@@ -526,19 +554,23 @@ fn backward_impl(
         // First LayerNorm (after the attention residual).
         {
             let (dg, db) = pair(grads, layout, l, P::AttnNormG);
+            // d_input starts as the residual's share (Q, K and V add theirs below); the
+            // attention's dense output went through dropout.
+            let dense = MaskedOut {
+                out: &mut s.dy,
+                mask: &lc.attn_dropout,
+            };
             layer_norm_backward(
                 &s.d_res,
                 &lc.norm1,
                 wt(P::AttnNormG),
                 dg,
                 db,
-                &mut s.d_norm,
+                &mut s.dx,
+                Some(dense),
                 threads,
             );
         }
-        // d_input starts as the residual's share; Q, K and V add theirs below.
-        s.dx.copy_from_slice(&s.d_norm);
-        masked(&mut s.dy, &s.d_norm, &lc.attn_dropout, threads);
         {
             let (dw, db) = pair(grads, layout, l, P::AttnOutW);
             let lin = Linear {
@@ -596,6 +628,7 @@ fn backward_impl(
             dg,
             db,
             &mut s.d_norm,
+            None,
             threads,
         );
     }

@@ -141,12 +141,24 @@ pub(crate) fn check(w: &BertWeights, b: &Batch) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// `x ← LayerNorm(x)` per row of width `h` (statistics in f64); keeps x̂ and 1/σ in `cache`.
+/// What is added to a LayerNorm's input row by row, in the same pass, before its statistics:
+/// a dense output's dropout and its residual connection.
+#[derive(Clone, Copy)]
+pub(crate) struct Residual<'a> {
+    /// The dropout mask (0 or 1/(1−p) per element; empty: no dropout).
+    pub mask: &'a [f32],
+    /// The residual stream, added after the mask.
+    pub stream: &'a [f32],
+}
+
+/// `x ← LayerNorm(x ⊙ mask + residual)` per row of width `h` (statistics in f64; `x` alone
+/// without a residual); keeps x̂ and 1/σ in `cache`. The residual add is done on each row just
+/// before its statistics, while it is in cache: one pass where there were two, the same bits.
 /// Rows are independent, so they are cut over the threads.
 fn layer_norm(
     x: &mut [f32],
-    gamma: &[f32],
-    beta: &[f32],
+    residual: Option<Residual<'_>>,
+    (gamma, beta): (&[f32], &[f32]),
     eps: f64,
     cache: &mut NormCache,
     threads: usize,
@@ -155,17 +167,37 @@ fn layer_norm(
     let rows = x.len() / h;
     fit(&mut cache.xhat, x.len());
     fit(&mut cache.rstd, rows);
+    if let Some(r) = residual {
+        assert!(
+            r.stream.len() == x.len() && (r.mask.is_empty() || r.mask.len() == x.len()),
+            "layer_norm: residual or mask of another size"
+        );
+    }
     let n = par::part(rows, h, threads);
     let parts = x
         .chunks_mut(n * h)
         .zip(cache.xhat.chunks_mut(n * h))
-        .zip(cache.rstd.chunks_mut(n));
-    par::run(threads, parts, |((x, xhat), rstd)| {
-        for ((row, xhat), rstd) in x
+        .zip(cache.rstd.chunks_mut(n))
+        .enumerate();
+    par::run(threads, parts, |(c, ((x, xhat), rstd))| {
+        for (i, ((row, xhat), rstd)) in x
             .chunks_exact_mut(h)
             .zip(xhat.chunks_exact_mut(h))
             .zip(rstd)
+            .enumerate()
         {
+            if let Some(r) = residual {
+                let at = (c * n + i) * h..(c * n + i + 1) * h;
+                let stream = &r.stream[at.clone()];
+                if r.mask.is_empty() {
+                    row.iter_mut().zip(stream).for_each(|(a, r)| *a += r);
+                } else {
+                    let mask = &r.mask[at];
+                    for ((a, m), r) in row.iter_mut().zip(mask).zip(stream) {
+                        *a = *a * m + r;
+                    }
+                }
+            }
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
             let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
             let inv = 1.0 / (var + eps).sqrt();
@@ -313,16 +345,6 @@ pub(crate) fn dropout_mask(rng: &mut Rng, mask: &mut Vec<f32>, n: usize, p: f64,
     *rng = rng.skipped(n as u64);
 }
 
-/// `x ← x ⊙ mask + residual` in one pass (`x + residual` for an empty mask): a dense output's
-/// dropout and its residual connection, the same bits as the two steps one after the other.
-pub(crate) fn mask_add_residual(x: &mut [f32], mask: &[f32], residual: &[f32], threads: usize) {
-    if mask.is_empty() {
-        par::zip_with(threads, x, residual, |a, r| a + r);
-    } else {
-        par::zip_with2(threads, x, mask, residual, |a, m, r| a * m + r);
-    }
-}
-
 /// `x ⊙ mask`, a no-op for an empty mask.
 pub(crate) fn apply_mask(x: &mut [f32], mask: &[f32], threads: usize) {
     if !mask.is_empty() {
@@ -453,8 +475,11 @@ fn forward_impl(
     });
     layer_norm(
         x,
-        p("embeddings.LayerNorm.weight"),
-        p("embeddings.LayerNorm.bias"),
+        None,
+        (
+            p("embeddings.LayerNorm.weight"),
+            p("embeddings.LayerNorm.bias"),
+        ),
         c.layer_norm_eps,
         &mut cache.embedding_norm,
         threads,
@@ -540,11 +565,13 @@ fn forward_impl(
             rows,
             threads,
         );
-        mask_add_residual(&mut lc.x1, &lc.attn_dropout, &lc.input, threads);
         layer_norm(
             &mut lc.x1,
-            w.layer(l, P::AttnNormG),
-            w.layer(l, P::AttnNormB),
+            Some(Residual {
+                mask: &lc.attn_dropout,
+                stream: &lc.input,
+            }),
+            (w.layer(l, P::AttnNormG), w.layer(l, P::AttnNormB)),
             c.layer_norm_eps,
             &mut lc.norm1,
             threads,
@@ -569,11 +596,13 @@ fn forward_impl(
             rows,
             threads,
         );
-        mask_add_residual(x, &lc.ffn_dropout, &lc.x1, threads);
         layer_norm(
             x,
-            w.layer(l, P::OutNormG),
-            w.layer(l, P::OutNormB),
+            Some(Residual {
+                mask: &lc.ffn_dropout,
+                stream: &lc.x1,
+            }),
+            (w.layer(l, P::OutNormG), w.layer(l, P::OutNormB)),
             c.layer_norm_eps,
             &mut lc.norm2,
             threads,

@@ -52,30 +52,6 @@ pub(crate) fn map(
     });
 }
 
-/// `out[i] = f(x[i], y[i])` for equal-length slices.
-pub(crate) fn map2(
-    threads: usize,
-    out: &mut [f32],
-    x: &[f32],
-    y: &[f32],
-    f: impl Fn(f32, f32) -> f32 + Sync + Send,
-) {
-    assert!(
-        out.len() == x.len() && x.len() == y.len(),
-        "map2: lengths differ"
-    );
-    let n = part(x.len(), 1, threads);
-    run(
-        threads,
-        out.chunks_mut(n).zip(x.chunks(n).zip(y.chunks(n))),
-        |(o, (x, y))| {
-            o.iter_mut()
-                .zip(x.iter().zip(y))
-                .for_each(|(o, (&x, &y))| *o = f(x, y))
-        },
-    );
-}
-
 /// `out[i] = f(out[i], x[i])` for equal-length slices.
 pub(crate) fn zip_with(
     threads: usize,
@@ -88,30 +64,6 @@ pub(crate) fn zip_with(
     run(threads, out.chunks_mut(n).zip(x.chunks(n)), |(o, x)| {
         o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(*o, x))
     });
-}
-
-/// `out[i] = f(out[i], x[i], y[i])` for equal-length slices.
-pub(crate) fn zip_with2(
-    threads: usize,
-    out: &mut [f32],
-    x: &[f32],
-    y: &[f32],
-    f: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
-) {
-    assert!(
-        out.len() == x.len() && x.len() == y.len(),
-        "zip_with2: lengths differ"
-    );
-    let n = part(x.len(), 1, threads);
-    run(
-        threads,
-        out.chunks_mut(n).zip(x.chunks(n).zip(y.chunks(n))),
-        |(o, (x, y))| {
-            o.iter_mut()
-                .zip(x.iter().zip(y))
-                .for_each(|(o, (&x, &y))| *o = f(*o, x, y))
-        },
-    );
 }
 
 /// `sums[j] += Σ_r rows[r][j]` (rows of width `sums.len()`), summed in row order for every
