@@ -1,46 +1,12 @@
 //! The `recadam` program end to end on a tiny model made by the test: fine-tuning on the real
 //! RTE files with logs, checkpoints and plots, exact resume, evaluation, and the demo.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-fn glue_dir() -> PathBuf {
-    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")
-}
-
-/// The `recadam` program to test: this build's, or `RECADAM_CLI_BIN` run through
-/// `RECADAM_CLI_RUNNER` (words; CI runs the aarch64 build under `qemu-aarch64` this way).
-fn program() -> Command {
-    let bin =
-        std::env::var("RECADAM_CLI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_recadam").into());
-    match std::env::var("RECADAM_CLI_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
-            let mut words = runner.split_whitespace();
-            let mut cmd = Command::new(words.next().unwrap());
-            cmd.args(words).arg(bin);
-            cmd
-        }
-        _ => Command::new(bin),
-    }
-}
-
-fn recadam(args: &[&str]) -> Output {
-    let out = program().args(args).output().expect("run recadam");
-    assert!(
-        out.status.success(),
-        "recadam {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The checkpoint folder a run's `latest` names (its first word; a checksum follows).
-fn latest(run: &Path) -> String {
-    let text = std::fs::read_to_string(run.join("latest")).unwrap();
-    text.split_whitespace().next().unwrap().to_owned()
-}
+mod common;
+use common::{glue_dir, latest, program, succeeds};
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes)
@@ -117,7 +83,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     let glue = glue_dir().to_string_lossy().into_owned();
     let straight = tmp.path().join("straight").to_string_lossy().into_owned();
 
-    let out = recadam(&finetune_args(&model, &glue, &straight));
+    let out = succeeds(&finetune_args(&model, &glue, &straight));
     let lines = json_lines(&out.stdout);
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(
@@ -166,11 +132,11 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     let resumed = tmp.path().join("resumed").to_string_lossy().into_owned();
     let mut args = finetune_args(&model, &glue, &resumed);
     args.extend(["--stop-after", "2"]);
-    recadam(&args);
+    succeeds(&args);
     assert_eq!(latest(Path::new(&resumed)), "checkpoint-000002");
     let mut args = finetune_args(&model, &glue, &resumed);
     args.push("--resume");
-    let out = recadam(&args);
+    let out = succeeds(&args);
     let again = json_lines(&out.stdout);
     let model_bytes = |dir: &str| {
         std::fs::read(Path::new(dir).join("checkpoint-000006/model.safetensors")).unwrap()
@@ -222,7 +188,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     // A fresh run in a used folder starts afresh: the old checkpoints and log are gone.
     let mut args = finetune_args(&model, &glue, &resumed);
     args.extend(["--stop-after", "1"]);
-    recadam(&args);
+    succeeds(&args);
     let root = Path::new(&resumed);
     assert_eq!(latest(root), "checkpoint-000001");
     assert!(!root.join("checkpoint-000006").exists() && !root.join("summary.json").exists());
@@ -240,13 +206,13 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
         "1",
         "--json",
     ]);
-    let out = recadam(&args);
+    let out = succeeds(&args);
     let eval = json_lines(&out.stdout);
     assert_eq!(eval[0]["dev"]["accuracy"], summary["dev"]["accuracy"]);
 
     // `recadam plot` puts both runs on shared axes.
     let svg = tmp.path().join("both.svg");
-    recadam(&[
+    succeeds(&[
         "plot",
         &straight,
         &resumed,
@@ -291,7 +257,7 @@ fn bad_options_are_clear_errors() {
 #[test]
 fn demo_json_has_the_promised_fields_and_recadam_forgets_less() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = recadam(&["demo", "--json", "--output", &tmp.path().to_string_lossy()]);
+    let out = succeeds(&["demo", "--json", "--output", &tmp.path().to_string_lossy()]);
     let runs = json_lines(&out.stdout);
     assert_eq!(runs.len(), 2);
     for (run, name) in runs.iter().zip(["adamw", "recadam"]) {

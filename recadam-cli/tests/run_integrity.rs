@@ -9,16 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use recadam_std::run_dir::read_checkpoint;
 
-fn glue_dir() -> String {
-    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{glue_dir, latest, program, run, succeeds};
 
 /// `recadam finetune` on RTE with the tiny model: `steps` steps, logged each step.
 fn finetune_args(model: &Path, out: &Path, seed: u64, steps: u64) -> Vec<String> {
@@ -45,7 +42,7 @@ fn finetune_args(model: &Path, out: &Path, seed: u64, steps: u64) -> Vec<String>
     .to_vec();
     for (option, value) in [
         ("--model", model.to_string_lossy().into_owned()),
-        ("--data", glue_dir()),
+        ("--data", glue_dir().to_string_lossy().into_owned()),
         ("--output", out.to_string_lossy().into_owned()),
         ("--seed", seed.to_string()),
         ("--steps", steps.to_string()),
@@ -54,23 +51,6 @@ fn finetune_args(model: &Path, out: &Path, seed: u64, steps: u64) -> Vec<String>
         args.push(value);
     }
     args
-}
-
-fn run(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recadam"))
-        .args(args)
-        .output()
-        .expect("run recadam")
-}
-
-fn succeeds(args: &[String]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "recadam {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
@@ -122,13 +102,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn latest_folder(run: &Path) -> String {
-    let text = std::fs::read_to_string(run.join("latest")).unwrap();
-    text.split_whitespace().next().unwrap().to_owned()
-}
-
 fn final_model(run: &Path) -> Vec<u8> {
-    std::fs::read(run.join(latest_folder(run)).join("model.safetensors")).unwrap()
+    std::fs::read(run.join(latest(run)).join("model.safetensors")).unwrap()
 }
 
 enum Fault {
@@ -209,7 +184,7 @@ fn two_stopped_runs() -> Runs {
 #[test]
 fn no_damaged_file_lets_resume_or_eval_proceed_and_nothing_changes() {
     let runs = two_stopped_runs();
-    let checkpoint = latest_folder(&runs.a);
+    let checkpoint = latest(&runs.a);
     assert_eq!(checkpoint, "checkpoint-000002");
     assert!(read_checkpoint(&runs.a).unwrap().is_some());
     let files = [
@@ -259,7 +234,7 @@ fn no_damaged_file_lets_resume_or_eval_proceed_and_nothing_changes() {
                 "--task".into(),
                 "RTE".into(),
                 "--data".into(),
-                glue_dir(),
+                glue_dir().to_string_lossy().into_owned(),
                 "--run".into(),
                 case.to_string_lossy().into_owned(),
                 "--max-seq-length".into(),
@@ -329,7 +304,7 @@ fn a_kill_while_checkpointing_leaves_the_previous_checkpoint_usable() {
         } else {
             every_step(&out)
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_recadam"))
+        let mut child = program()
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -511,7 +486,7 @@ fn repoint(run: &Path, checkpoint: &str) {
 #[test]
 fn a_consistent_but_foreign_checkpoint_is_named() {
     let runs = two_stopped_runs();
-    let checkpoint = latest_folder(&runs.a);
+    let checkpoint = latest(&runs.a);
     let manifest_path = runs.a.join(&checkpoint).join("manifest.json");
     let pristine = std::fs::read(&manifest_path).unwrap();
     let resume = with(finetune_args(&runs.model, &runs.a, 1, 4), &["--resume"]);

@@ -4,37 +4,11 @@
 //! every bad input the issue lists refused with the line at fault, nothing run and nothing lost.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn glue_dir() -> PathBuf {
-    recadam_testkit::shared_dir("RECADAM_GLUE_DIR", "testdata/glue")
-}
-
-fn recadam(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recadam"))
-        .args(args)
-        .output()
-        .expect("run recadam")
-}
-
-fn ok(args: &[String]) -> Output {
-    let out = recadam(args);
-    assert!(
-        out.status.success(),
-        "recadam {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The error `recadam` stops with (it must fail).
-fn fails(args: &[String]) -> String {
-    let out = recadam(args);
-    assert!(!out.status.success(), "recadam {args:?} did not fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{fails, glue_dir, succeeds};
 
 /// A tiny sentence-embedding model folder (`modules.json` makes it one, so that the zero-shot
 /// STS-B probe runs as it does for all-MiniLM-L6-v2).
@@ -127,7 +101,7 @@ fn an_interrupted_study_resumes_to_the_rows_of_one_straight_run_and_reports_them
     let model = tiny_model(&tmp.path().join("model"));
 
     let straight = tmp.path().join("straight.jsonl");
-    ok(&study(&model, &straight, &tmp.path().join("runs-a"), &[]));
+    succeeds(&study(&model, &straight, &tmp.path().join("runs-a"), &[]));
     let expected = rows(&straight);
     assert_eq!(expected.len(), 4);
     let order: Vec<(String, String)> = expected
@@ -168,12 +142,12 @@ fn an_interrupted_study_resumes_to_the_rows_of_one_straight_run_and_reports_them
     // Interrupted after one run, then inside the second (a checkpoint at step 2), then resumed.
     let resumed = tmp.path().join("resumed.jsonl");
     let runs = tmp.path().join("runs-b");
-    ok(&study(&model, &resumed, &runs, &["--max-runs", "1"]));
+    succeeds(&study(&model, &resumed, &runs, &["--max-runs", "1"]));
     assert_eq!(rows(&resumed).len(), 1);
-    ok(&study(&model, &resumed, &runs, &["--stop-after", "2"]));
+    succeeds(&study(&model, &resumed, &runs, &["--stop-after", "2"]));
     assert_eq!(rows(&resumed).len(), 1, "a stopped run appended a row");
     assert!(runs.join("RTE-recadam-seed3").join("latest").exists());
-    ok(&study(&model, &resumed, &runs, &[]));
+    succeeds(&study(&model, &resumed, &runs, &[]));
     let got = rows(&resumed);
     assert_eq!(got.len(), 4);
     for (g, e) in got.iter().zip(&expected) {
@@ -183,13 +157,13 @@ fn an_interrupted_study_resumes_to_the_rows_of_one_straight_run_and_reports_them
     // Once more, on another machine (the rows alone): nothing to run, nothing appended.
     std::fs::remove_dir_all(&runs).unwrap();
     let before = std::fs::read(&resumed).unwrap();
-    let out = ok(&study(&model, &resumed, &runs, &[]));
+    let out = succeeds(&study(&model, &resumed, &runs, &[]));
     assert_eq!(std::fs::read(&resumed).unwrap(), before);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 already in"));
 
     // The report: tables with every row's score, and the figures.
     let report = tmp.path().join("report");
-    let out = ok(&[
+    let out = succeeds(&[
         "study".into(),
         "report".into(),
         "--results".into(),
@@ -297,7 +271,7 @@ fn bad_manifests_results_and_glue_folders_are_refused_naming_the_line() {
     // Results files: a good row to damage, from a one-run study.
     let good = tmp.path().join("good.jsonl");
     let one_run = study(&model, &good, &tmp.path().join("runs-good"), &[]);
-    ok(&with(with(one_run, "--tasks", "RTE"), "--arms", "adamw"));
+    succeeds(&with(with(one_run, "--tasks", "RTE"), "--arms", "adamw"));
     let row = std::fs::read_to_string(&good).unwrap();
     let mut other_protocol: Value = serde_json::from_str(row.trim()).unwrap();
     other_protocol["protocol"]["lr"] = serde_json::json!(0.5);
@@ -375,7 +349,7 @@ fn bad_manifests_results_and_glue_folders_are_refused_naming_the_line() {
         "--tasks",
         "RTE",
     );
-    ok(&cut);
+    succeeds(&cut);
     assert!(runs.join("RTE-adamw-seed3").join("latest").exists());
     let err = fails(&with(with(cut, "--lr", "2e-3"), "--stop-after", "2"));
     assert!(
