@@ -66,31 +66,8 @@ pub fn step_held<T: SimdElement>(
     configs: &[RecAdamConfig],
     params: Vec<HeldParam<'_, T>>,
 ) -> Result<HeldReport, Error> {
-    // The step scalars first: every check that can fail runs before any write.
-    let scalars = held_scalars(
-        configs,
-        params
-            .iter()
-            .map(|p| (p.group, p.t, p.slices.has_pretrained())),
-    )?;
-    let mut report = HeldReport {
-        skipped: None,
-        grad_norm: None,
-    };
-    if guard != NonFiniteGuard::Off {
-        let grads: Vec<&[T]> = params.iter().map(|p| p.slices.grads()).collect();
-        report = guard_verdict(guard, &pool::grad_stats(pool, kernel, &grads))?;
-        if report.skipped.is_some() {
-            return Ok(report);
-        }
-    }
-    let work = params
-        .into_iter()
-        .enumerate()
-        .map(|(k, p)| (k, p.slices))
-        .collect();
-    pool::update(pool, kernel, &scalars, work);
-    Ok(report)
+    let params = params.into_iter().map(|p| (p.slices, p.group, p.t));
+    held_step(kernel, pool, guard, configs, params.collect())
 }
 
 /// One parameter of a [`step_held_mixed`] call: f32 master parameters whose gradients,
@@ -139,19 +116,33 @@ pub fn step_held_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
     configs: &[RecAdamConfig],
     params: Vec<HeldMixedParam<'_, G, S, A, C>>,
 ) -> Result<HeldReport, Error> {
-    let scalars = held_scalars(
+    let params = params.into_iter().map(|p| (p.slices, p.group, p.t));
+    held_step(kernel, pool, guard, configs, params.collect())
+}
+
+/// [`step_held`] and [`step_held_mixed`]: each `(slices, group, t)` updated with
+/// `configs[group]` at step `t`, after the guard.
+fn held_step<W: pool::Update>(
+    kernel: Kernel,
+    pool: &dyn Pool,
+    guard: NonFiniteGuard,
+    configs: &[RecAdamConfig],
+    params: Vec<(W, usize, u64)>,
+) -> Result<HeldReport, Error> {
+    // The step scalars first: every check that can fail runs before any write.
+    let scalars = held_scalars::<W::Param>(
         configs,
         params
             .iter()
-            .map(|p| (p.group, p.t, p.slices.has_pretrained())),
+            .map(|(slices, group, t)| (*group, *t, slices.has_pretrained())),
     )?;
     let mut report = HeldReport {
         skipped: None,
         grad_norm: None,
     };
     if guard != NonFiniteGuard::Off {
-        let grads: Vec<&[G]> = params.iter().map(|p| p.slices.grads()).collect();
-        report = guard_verdict(guard, &pool::grad_stats_stored(pool, kernel, &grads))?;
+        let grads: Vec<&[W::Grad]> = params.iter().map(|(slices, ..)| slices.grads()).collect();
+        report = guard_verdict(guard, &pool::grad_stats::<W>(pool, kernel, &grads))?;
         if report.skipped.is_some() {
             return Ok(report);
         }
@@ -159,9 +150,9 @@ pub fn step_held_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
     let work = params
         .into_iter()
         .enumerate()
-        .map(|(k, p)| (k, p.slices))
+        .map(|(k, (slices, ..))| (k, slices))
         .collect();
-    pool::update_mixed(pool, kernel, &scalars, work);
+    pool::update(pool, kernel, &scalars, work);
     Ok(report)
 }
 

@@ -712,7 +712,7 @@ impl<'s, T: SimdElement> Optimizer<'s, T> {
     /// Gradient statistics per given parameter, summed over fixed blocks in order.
     fn grad_stats(&self, params: &[ParamMut<'_, T>]) -> Vec<GradStats> {
         let grads: Vec<&[T]> = params.iter().map(|p| p.grad).collect();
-        pool::grad_stats(self.pool.as_ref(), self.kernel, &grads)
+        pool::grad_stats::<Slices<'_, T>>(self.pool.as_ref(), self.kernel, &grads)
     }
 
     /// Euclidean distance to θ* of the given parameter values (every penalised parameter must

@@ -13,7 +13,7 @@
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use recadam_core::{MixedSlices, Slices, StepScalars, Storage};
+use recadam_core::{Element, MixedSlices, Slices, StepScalars, Storage};
 use recadam_simd::{GradStats, Kernel, SimdElement};
 
 /// Cut points are multiples of this many elements (256 bytes of f32: 4 cache lines, 4 AVX-512
@@ -134,25 +134,16 @@ pub fn tensor_grad_stats<T: SimdElement>(kernel: Kernel, grad: &[T]) -> GradStat
         .fold(GradStats::EMPTY, |s, b| s.then(kernel.grad_stats(b)))
 }
 
-/// Gradient statistics per gradient, each summed over fixed blocks in order, on `pool`.
+/// Gradient statistics per gradient, each summed over fixed blocks in order, on `pool`, for the
+/// gradients of `W` slices as they are stored (16-bit ones give the bits of their f32 values).
 /// (Reading each thread's blocks last to first, so that the update would start on gradients
 /// still in cache, was measured slower here: it defeats the hardware prefetcher.)
-pub(crate) fn grad_stats<T: SimdElement>(
+pub(crate) fn grad_stats<W: Update>(
     pool: &dyn Pool,
     kernel: Kernel,
-    grads: &[&[T]],
+    grads: &[&[W::Grad]],
 ) -> Vec<GradStats> {
-    blocked_grad_stats(pool, grads, |b| kernel.grad_stats(b))
-}
-
-/// [`grad_stats`] of gradients stored as f32, bf16 or f16 (the same bits as [`grad_stats`] of
-/// their f32 values).
-pub(crate) fn grad_stats_stored<G: Storage>(
-    pool: &dyn Pool,
-    kernel: Kernel,
-    grads: &[&[G]],
-) -> Vec<GradStats> {
-    blocked_grad_stats(pool, grads, |b| kernel.grad_stats_stored(b))
+    blocked_grad_stats(pool, grads, |b| W::grad_stats(kernel, b))
 }
 
 /// Statistics per gradient, each the chain of `block_stats` over its blocks of [`STATS_BLOCK`]
@@ -192,45 +183,23 @@ fn blocked_grad_stats<T: Sync>(
 
 /// Runs the update of every `(scalars index, slices)` item on `pool`, cut into as many parts
 /// of about equal length as it has threads.
-pub(crate) fn update<T: SimdElement>(
+pub(crate) fn update<W: Update>(
     pool: &dyn Pool,
     kernel: Kernel,
-    scalars: &[StepScalars<T>],
-    work: Vec<(usize, Slices<'_, T>)>,
+    scalars: &[StepScalars<W::Param>],
+    work: Vec<(usize, W)>,
 ) {
     let threads = pool.threads();
     if threads <= 1 {
         for (at, slices) in work {
-            kernel.update(&scalars[at], slices);
+            slices.update(kernel, &scalars[at]);
         }
         return;
     }
     let parts = split_even(work, threads);
     run_parts(pool, parts, |part| {
         for (at, slices) in part {
-            kernel.update(&scalars[at], slices);
-        }
-    });
-}
-
-/// [`update`] for mixed-precision slices: f32 parameters, the other arrays as stored.
-pub(crate) fn update_mixed<G: Storage, S: Storage, A: Storage, C: Storage>(
-    pool: &dyn Pool,
-    kernel: Kernel,
-    scalars: &[StepScalars<f32>],
-    work: Vec<(usize, MixedSlices<'_, G, S, A, C>)>,
-) {
-    let threads = pool.threads();
-    if threads <= 1 {
-        for (at, slices) in work {
-            kernel.update_mixed(&scalars[at], slices);
-        }
-        return;
-    }
-    let parts = split_even(work, threads);
-    run_parts(pool, parts, |part| {
-        for (at, slices) in part {
-            kernel.update_mixed(&scalars[at], slices);
+            slices.update(kernel, &scalars[at]);
         }
     });
 }
@@ -277,7 +246,7 @@ pub(crate) trait Splittable: Sized {
     fn split_at(self, mid: usize) -> (Self, Self);
 }
 
-impl<T> Splittable for (usize, Slices<'_, T>) {
+impl<W: Update> Splittable for (usize, W) {
     fn len(&self) -> usize {
         self.1.len()
     }
@@ -291,16 +260,66 @@ impl<T> Splittable for (usize, Slices<'_, T>) {
     }
 }
 
-impl<G, S, A, C> Splittable for (usize, MixedSlices<'_, G, S, A, C>) {
+/// The slices one kernel call updates in place: [`Slices`] (one element type throughout) or
+/// [`MixedSlices`] (f32 parameters, the other arrays as stored). What the pool and the held
+/// step need of either, so that one code path serves both.
+pub(crate) trait Update: Sized + Send {
+    /// The parameters' element: the step scalars are computed in it.
+    type Param: Element;
+    /// The gradient's element as stored.
+    type Grad: Sync;
+    fn len(&self) -> usize;
+    fn split_at(self, mid: usize) -> Option<(Self, Self)>;
+    fn grads(&self) -> &[Self::Grad];
+    fn has_pretrained(&self) -> bool;
+    /// The statistics of one block of gradients, as the guard and clipping read them.
+    fn grad_stats(kernel: Kernel, block: &[Self::Grad]) -> GradStats;
+    fn update(self, kernel: Kernel, scalars: &StepScalars<Self::Param>);
+}
+
+impl<T: SimdElement> Update for Slices<'_, T> {
+    type Param = T;
+    type Grad = T;
     fn len(&self) -> usize {
-        self.1.len()
+        Slices::len(self)
     }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (scalars, slices) = self;
-        let (a, b) = slices
-            .split_at(mid)
-            .expect("split points are within the slices");
-        ((scalars, a), (scalars, b))
+    fn split_at(self, mid: usize) -> Option<(Self, Self)> {
+        Slices::split_at(self, mid)
+    }
+    fn grads(&self) -> &[T] {
+        Slices::grads(self)
+    }
+    fn has_pretrained(&self) -> bool {
+        Slices::has_pretrained(self)
+    }
+    fn grad_stats(kernel: Kernel, block: &[T]) -> GradStats {
+        kernel.grad_stats(block)
+    }
+    fn update(self, kernel: Kernel, scalars: &StepScalars<T>) {
+        kernel.update(scalars, self)
+    }
+}
+
+impl<G: Storage, S: Storage, A: Storage, C: Storage> Update for MixedSlices<'_, G, S, A, C> {
+    type Param = f32;
+    type Grad = G;
+    fn len(&self) -> usize {
+        MixedSlices::len(self)
+    }
+    fn split_at(self, mid: usize) -> Option<(Self, Self)> {
+        MixedSlices::split_at(self, mid)
+    }
+    fn grads(&self) -> &[G] {
+        MixedSlices::grads(self)
+    }
+    fn has_pretrained(&self) -> bool {
+        MixedSlices::has_pretrained(self)
+    }
+    fn grad_stats(kernel: Kernel, block: &[G]) -> GradStats {
+        kernel.grad_stats_stored(block)
+    }
+    fn update(self, kernel: Kernel, scalars: &StepScalars<f32>) {
+        kernel.update_mixed(scalars, self)
     }
 }
 
