@@ -616,37 +616,10 @@ pub fn cpu_name() -> String {
 }
 
 /// The commit of the source tree this program was built from, `-dirty` when tracked files
-/// (other than `docs/results`) differ from it; `unknown` where git or the tree is not there.
+/// (other than `docs/results`) differed from it; `unknown` where git or the tree was not there.
+/// Stamped at build time (`build.rs`): the code that runs, not the tree as it is now.
 pub fn source_commit() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(commit) if !commit.is_empty() => {
-            // The results file itself is left out: a study appends to it as it goes.
-            let status = [
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ":(top)",
-                ":(top,exclude)docs/results",
-            ];
-            match git(&status) {
-                Some(changes) if changes.is_empty() => commit,
-                _ => format!("{commit}-dirty"),
-            }
-        }
-        _ => "unknown".into(),
-    }
+    env!("RECADAM_SOURCE_COMMIT").to_owned()
 }
 
 /// The curves of a finished run from its log: every logged step (loss, λ, distance) and every

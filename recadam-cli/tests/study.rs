@@ -71,6 +71,16 @@ fn with(mut args: Vec<String>, option: &str, value: &str) -> Vec<String> {
     args
 }
 
+/// The commit of the tree these tests are built from, if git is there to say.
+fn git_head() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 fn rows(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -130,6 +140,12 @@ fn an_interrupted_study_resumes_to_the_rows_of_one_straight_run_and_reports_them
         assert!(row["stsb_zero_shot_after"].as_f64().is_some());
         assert!(row["distance"].as_f64().unwrap() > 0.0);
         assert!(!row["cpu"].as_str().unwrap().is_empty());
+        // The commit the program was built from (stamped at build time; this test is built
+        // from the same tree), where git can say it.
+        if let Some(head) = git_head() {
+            let commit = row["commit"].as_str().unwrap();
+            assert_eq!(commit.trim_end_matches("-dirty"), head, "{row}");
+        }
     }
     // λ: 0 for AdamW; RecAdam's sigmoid at step 4 with k 1, t0 2.
     assert_eq!(expected[0]["lambda"], 0.0);
