@@ -239,27 +239,6 @@ fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Work that can be measured and cut.
-pub(crate) trait Splittable: Sized {
-    fn len(&self) -> usize;
-    /// `[0, mid)` and `[mid, len)`.
-    fn split_at(self, mid: usize) -> (Self, Self);
-}
-
-impl<W: Update> Splittable for (usize, W) {
-    fn len(&self) -> usize {
-        self.1.len()
-    }
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (scalars, slices) = self;
-        // `split_even` cuts strictly inside an item, where every slice has `mid` elements.
-        let (a, b) = slices
-            .split_at(mid)
-            .expect("split points are within the slices");
-        ((scalars, a), (scalars, b))
-    }
-}
-
 /// The slices one kernel call updates in place: [`Slices`] (one element type throughout) or
 /// [`MixedSlices`] (f32 parameters, the other arrays as stored). What the pool and the held
 /// step need of either, so that one code path serves both.
@@ -323,28 +302,31 @@ impl<G: Storage, S: Storage, A: Storage, C: Storage> Update for MixedSlices<'_, 
     }
 }
 
-/// Cuts `items` into `parts` runs of about equal total length, at multiples of [`ALIGN`]
-/// within an item, keeping order.
-pub(crate) fn split_even<W: Splittable>(items: Vec<W>, parts: usize) -> Vec<Vec<W>> {
-    let total: usize = items.iter().map(Splittable::len).sum();
+/// Cuts `items` (each a scalars index and its slices) into `parts` runs of about equal total
+/// length, at multiples of [`ALIGN`] within an item, keeping order.
+pub(crate) fn split_even<W: Update>(items: Vec<(usize, W)>, parts: usize) -> Vec<Vec<(usize, W)>> {
+    let total: usize = items.iter().map(|(_, slices)| slices.len()).sum();
     let parts = parts.max(1);
     let quota = total.div_ceil(parts).div_ceil(ALIGN) * ALIGN;
-    let mut out: Vec<Vec<W>> = vec![Vec::new()];
+    let mut out: Vec<Vec<(usize, W)>> = vec![Vec::new()];
     let mut room = quota;
-    for mut item in items {
-        while item.len() > 0 {
+    for (at, mut slices) in items {
+        while slices.len() > 0 {
             if room == 0 {
                 out.push(Vec::new());
                 room = quota;
             }
-            if item.len() <= room {
-                room -= item.len();
-                out.last_mut().expect("never empty").push(item);
+            if slices.len() <= room {
+                room -= slices.len();
+                out.last_mut().expect("never empty").push((at, slices));
                 break;
             }
-            let (head, tail) = item.split_at(room);
-            out.last_mut().expect("never empty").push(head);
-            item = tail;
+            // A cut strictly inside the item, where every slice has `room` elements.
+            let (head, tail) = slices
+                .split_at(room)
+                .expect("split points are within the slices");
+            out.last_mut().expect("never empty").push((at, head));
+            slices = tail;
             room = 0;
         }
     }
