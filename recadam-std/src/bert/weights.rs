@@ -19,28 +19,8 @@ pub struct ParamLayout {
 /// Tensors before the first encoder layer in the layout (three tables and a LayerNorm).
 const EMBEDDING_PARAMS: usize = 5;
 
-/// The names of an encoder layer's parameters after `encoder.layer.{l}.`, in layout order.
-const LAYER_PARAMS: [&str; 16] = [
-    "attention.self.query.weight",
-    "attention.self.query.bias",
-    "attention.self.key.weight",
-    "attention.self.key.bias",
-    "attention.self.value.weight",
-    "attention.self.value.bias",
-    "attention.output.dense.weight",
-    "attention.output.dense.bias",
-    "attention.output.LayerNorm.weight",
-    "attention.output.LayerNorm.bias",
-    "intermediate.dense.weight",
-    "intermediate.dense.bias",
-    "output.dense.weight",
-    "output.dense.bias",
-    "output.LayerNorm.weight",
-    "output.LayerNorm.bias",
-];
-
-/// A parameter of an encoder layer, numbered as in [`LAYER_PARAMS`]: the passes find a layer's
-/// tensors by position, with no formatted name per step.
+/// A parameter of an encoder layer, numbered in layout order: the passes find a layer's tensors
+/// by position, with no formatted name per step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LayerParam {
     QueryW,
@@ -62,6 +42,7 @@ pub(crate) enum LayerParam {
 }
 
 impl LayerParam {
+    /// Every parameter of a layer, in layout order.
     const ALL: [LayerParam; 16] = [
         LayerParam::QueryW,
         LayerParam::QueryB,
@@ -80,6 +61,28 @@ impl LayerParam {
         LayerParam::OutNormG,
         LayerParam::OutNormB,
     ];
+
+    /// The name after `encoder.layer.{l}.` (Hugging Face's).
+    fn name(self) -> &'static str {
+        match self {
+            LayerParam::QueryW => "attention.self.query.weight",
+            LayerParam::QueryB => "attention.self.query.bias",
+            LayerParam::KeyW => "attention.self.key.weight",
+            LayerParam::KeyB => "attention.self.key.bias",
+            LayerParam::ValueW => "attention.self.value.weight",
+            LayerParam::ValueB => "attention.self.value.bias",
+            LayerParam::AttnOutW => "attention.output.dense.weight",
+            LayerParam::AttnOutB => "attention.output.dense.bias",
+            LayerParam::AttnNormG => "attention.output.LayerNorm.weight",
+            LayerParam::AttnNormB => "attention.output.LayerNorm.bias",
+            LayerParam::InterW => "intermediate.dense.weight",
+            LayerParam::InterB => "intermediate.dense.bias",
+            LayerParam::OutW => "output.dense.weight",
+            LayerParam::OutB => "output.dense.bias",
+            LayerParam::OutNormG => "output.LayerNorm.weight",
+            LayerParam::OutNormB => "output.LayerNorm.bias",
+        }
+    }
 
     /// A Linear layer's weight matrix.
     fn is_matrix(self) -> bool {
@@ -122,15 +125,15 @@ impl ParamLayout {
         ];
         for l in 0..c.num_hidden_layers {
             let full = |s: &str| format!("encoder.layer.{l}.{s}");
-            for (k, name) in LAYER_PARAMS.iter().enumerate() {
-                let shape = match LayerParam::ALL[k] {
+            for p in LayerParam::ALL {
+                let shape = match p {
                     LayerParam::InterW => vec![i, h],
                     LayerParam::InterB => vec![i],
                     LayerParam::OutW => vec![h, i],
                     p if p.is_matrix() => vec![h, h],
                     _ => vec![h],
                 };
-                shapes.push((full(name), shape));
+                shapes.push((full(p.name()), shape));
             }
         }
         shapes.push(("pooler.dense.weight".into(), vec![h, h]));
@@ -178,8 +181,8 @@ impl ParamLayout {
 
     /// The tensors (layout indices) of encoder layer `l`.
     pub(crate) fn layer_entries(&self, l: usize) -> std::ops::Range<usize> {
-        let first = EMBEDDING_PARAMS + LAYER_PARAMS.len() * l;
-        first..first + LAYER_PARAMS.len()
+        let first = EMBEDDING_PARAMS + LayerParam::ALL.len() * l;
+        first..first + LayerParam::ALL.len()
     }
 
     /// The embeddings' tensors (layout indices): the first ones.
@@ -221,7 +224,7 @@ impl ParamLayout {
     /// five embedding tensors, then sixteen per layer), found without a name.
     pub(crate) fn layer_range(&self, l: usize, p: LayerParam) -> std::ops::Range<usize> {
         let (_, shape, offset) =
-            &self.entries[EMBEDDING_PARAMS + LAYER_PARAMS.len() * l + p as usize];
+            &self.entries[EMBEDDING_PARAMS + LayerParam::ALL.len() * l + p as usize];
         *offset..offset + shape.iter().product::<usize>()
     }
 
