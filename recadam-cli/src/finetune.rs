@@ -152,6 +152,38 @@ pub struct FinetuneArgs {
     pub dropout: Option<f64>,
 }
 
+/// The steps since the last loss line: what the next one averages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Interval {
+    loss_sum: f64,
+    steps: u64,
+    tokens: u64,
+    /// Training time before the last resume (the time since it is measured).
+    seconds: f64,
+}
+
+impl Interval {
+    /// The log line of an interval cut by `--stop-after` at `step`.
+    fn to_json(self, step: u64) -> Value {
+        json!({"event": "interval", "step": step, "loss_sum": self.loss_sum,
+               "steps": self.steps, "tokens": self.tokens, "seconds": self.seconds})
+    }
+
+    /// The interval a run stopped at `step` left in its log (none if it stopped on a log step).
+    fn stopped_at(log: &[Value], step: u64) -> Result<Interval, FinetuneError> {
+        match log
+            .iter()
+            .rev()
+            .find(|l| l["event"] == "interval" && l["step"] == step)
+        {
+            Some(line) => Interval::deserialize(line).map_err(|e| {
+                FinetuneError::Usage(format!("--resume: the log's interval line {line}: {e}"))
+            }),
+            None => Ok(Interval::default()),
+        }
+    }
+}
+
 fn parse_task(s: &str) -> Result<Task, String> {
     s.parse()
 }
@@ -347,6 +379,7 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
     // options, log) and loads the checkpoint into memory before it changes any file.
     let mut start_step = 0;
     let mut elapsed_before = 0.0;
+    let mut interval = Interval::default();
     let mut dir = if args.resume {
         let Some(ckpt) = read_checkpoint(&args.output)? else {
             return Err(FinetuneError::Usage(format!(
@@ -391,12 +424,13 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         // Checks the log before it cuts it back: the first and only write of a resume's checks.
         let dir = RunDir::resume(&args.output, &ckpt, args.json)?;
         // The run's time so far, as its log last states it.
-        elapsed_before = read_log(&args.output)
-            .map_err(FinetuneError::Usage)?
+        let log = read_log(&args.output).map_err(FinetuneError::Usage)?;
+        elapsed_before = log
             .iter()
             .rev()
             .find_map(|l| l["elapsed_s"].as_f64())
             .unwrap_or(0.0);
+        interval = Interval::stopped_at(&log, start_step)?;
         dir
     } else {
         let mut dir = RunDir::create(&args.output, args.json)?;
@@ -460,7 +494,6 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
     }
     let dev_during: &[Example] = &dev[..args.eval_limit.unwrap_or(dev.len()).min(dev.len())];
     let started = Instant::now();
-    let (mut loss_sum, mut loss_n, mut tokens) = (0.0f64, 0u64, 0usize);
     let mut last_log = Instant::now();
     for step in start_step + 1..=total {
         let rows = batches.next_rows();
@@ -470,32 +503,31 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
             .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
             .collect();
         let batch = tokenizer.encode(&texts)?;
-        tokens += batch.attention_mask.iter().filter(|&&m| m != 0).count();
+        interval.tokens += batch.attention_mask.iter().filter(|&&m| m != 0).count() as u64;
         let log = trainer.step(
             &batch,
             &targets(args.task, &examples)?,
             args.seed.wrapping_mul(1_000_003) ^ step,
         )?;
-        loss_sum += f64::from(log.loss);
-        loss_n += 1;
+        interval.loss_sum += f64::from(log.loss);
+        interval.steps += 1;
         progress.set_position(step);
         if step % args.log_every.max(1) == 0 || step == total {
-            let seconds = last_log.elapsed().as_secs_f64();
-            let loss = loss_sum / loss_n as f64;
+            let seconds = interval.seconds + last_log.elapsed().as_secs_f64();
+            let loss = interval.loss_sum / interval.steps as f64;
+            let tokens_per_s = interval.tokens as f64 / seconds;
             progress.set_message(format!(
-                "loss {loss:.4} λ {:.3} lr {:.2e} {:.0} tok/s",
-                log.lambda,
-                log.lr,
-                tokens as f64 / seconds
+                "loss {loss:.4} λ {:.3} lr {:.2e} {tokens_per_s:.0} tok/s",
+                log.lambda, log.lr,
             ));
             dir.log(
                 &json!({"event": "train", "step": step, "loss": loss, "lr": log.lr,
                             "lambda": log.lambda, "grad_norm": log.grad_norm,
                             "distance": trainer.distance(),
-                            "tokens_per_s": tokens as f64 / seconds,
+                            "tokens_per_s": tokens_per_s,
                             "elapsed_s": elapsed_before + run_started.elapsed().as_secs_f64()}),
             )?;
-            (loss_sum, loss_n, tokens) = (0.0, 0, 0);
+            interval = Interval::default();
             last_log = Instant::now();
         }
         let eval_now = args.eval_every > 0 && step % args.eval_every == 0 && step != total;
@@ -521,6 +553,12 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         }
         // After the step's evaluation, so that a stopped and resumed run logs what one run does.
         if args.stop_after == Some(step) && step < total {
+            // Inside a log interval: its steps so far go into the checkpoint's log, so that the
+            // resumed run's next loss line averages every step of the interval, as one run's does.
+            if interval.steps > 0 {
+                interval.seconds += last_log.elapsed().as_secs_f64();
+                dir.log(&interval.to_json(step))?;
+            }
             dir.save_checkpoint(step, &trainer, &run_json)?;
             progress.finish_and_clear();
             return Ok(Summary {

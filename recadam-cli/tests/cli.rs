@@ -223,6 +223,43 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     assert!(svg.contains("RTE dev accuracy"), "titles name the metric");
 }
 
+/// A run stopped inside a log interval and resumed logs the interval's loss over all its steps,
+/// as one run does (the steps before the stop are kept in the checkpoint's log).
+#[test]
+fn a_stop_inside_a_log_interval_keeps_the_interval_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(&tmp.path().join("model"));
+    let glue = glue_dir().to_string_lossy().into_owned();
+    let args = |out: &str| -> Vec<String> {
+        let mut a: Vec<String> = finetune_args(&model, &glue, out)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let at = a.iter().position(|x| x == "--log-every").unwrap();
+        a[at + 1] = "4".into();
+        a
+    };
+    let losses = |dir: &str| -> Vec<(u64, f64)> {
+        json_lines(&std::fs::read(Path::new(dir).join("log.jsonl")).unwrap())
+            .iter()
+            .filter(|l| l["event"] == "train")
+            .map(|l| (l["step"].as_u64().unwrap(), l["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    let straight = tmp.path().join("straight").to_string_lossy().into_owned();
+    succeeds(&args(&straight));
+    let resumed = tmp.path().join("resumed").to_string_lossy().into_owned();
+    let mut stop = args(&resumed);
+    stop.extend(["--stop-after".into(), "2".into()]);
+    succeeds(&stop);
+    let mut resume = args(&resumed);
+    resume.push("--resume".into());
+    succeeds(&resume);
+    let one_run = losses(&straight);
+    assert_eq!(one_run.iter().map(|l| l.0).collect::<Vec<_>>(), [4, 6]);
+    assert_eq!(losses(&resumed), one_run);
+}
+
 #[test]
 fn bad_options_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
