@@ -163,13 +163,13 @@ struct Interval {
 }
 
 impl Interval {
-    /// The log line of an interval cut by `--stop-after` at `step`.
+    /// The log line of an interval cut by a checkpoint at `step`.
     fn to_json(self, step: u64) -> Value {
         json!({"event": "interval", "step": step, "loss_sum": self.loss_sum,
                "steps": self.steps, "tokens": self.tokens, "seconds": self.seconds})
     }
 
-    /// The interval a run stopped at `step` left in its log (none if it stopped on a log step).
+    /// The interval the checkpoint at `step` cut, from the log (none on a log step).
     fn stopped_at(log: &[Value], step: u64) -> Result<Interval, FinetuneError> {
         match log
             .iter()
@@ -531,6 +531,11 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
             last_log = Instant::now();
         }
         let eval_now = args.eval_every > 0 && step % args.eval_every == 0 && step != total;
+        let stop_now = args.stop_after == Some(step) && step < total;
+        if eval_now || stop_now {
+            // The interval's training time so far; the evaluation's is not the step's.
+            interval.seconds += last_log.elapsed().as_secs_f64();
+        }
         if eval_now {
             let scores = evaluate(
                 &trainer.model,
@@ -548,18 +553,18 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
                 "step {step}: dev {} {:.4}",
                 scores[0].0, scores[0].1
             ));
-            dir.save_checkpoint(step, &trainer, &run_json)?;
-            last_log = Instant::now();
         }
         // After the step's evaluation, so that a stopped and resumed run logs what one run does.
-        if args.stop_after == Some(step) && step < total {
-            // Inside a log interval: its steps so far go into the checkpoint's log, so that the
-            // resumed run's next loss line averages every step of the interval, as one run's does.
+        if eval_now || stop_now {
+            // Inside a log interval: its steps so far go into the checkpoint's log, so that a
+            // run resumed from here logs the interval's loss over all its steps, as one run does.
             if interval.steps > 0 {
-                interval.seconds += last_log.elapsed().as_secs_f64();
                 dir.log(&interval.to_json(step))?;
             }
             dir.save_checkpoint(step, &trainer, &run_json)?;
+            last_log = Instant::now();
+        }
+        if stop_now {
             progress.finish_and_clear();
             return Ok(Summary {
                 steps: step,

@@ -223,8 +223,8 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     assert!(svg.contains("RTE dev accuracy"), "titles name the metric");
 }
 
-/// A run stopped inside a log interval and resumed logs the interval's loss over all its steps,
-/// as one run does (the steps before the stop are kept in the checkpoint's log).
+/// A run resumed from a checkpoint inside a log interval logs the interval's loss over all its
+/// steps, as one run does (the steps before the checkpoint are kept in its log).
 #[test]
 fn a_stop_inside_a_log_interval_keeps_the_interval_loss() {
     let tmp = tempfile::tempdir().unwrap();
@@ -248,16 +248,24 @@ fn a_stop_inside_a_log_interval_keeps_the_interval_loss() {
     };
     let straight = tmp.path().join("straight").to_string_lossy().into_owned();
     succeeds(&args(&straight));
-    let resumed = tmp.path().join("resumed").to_string_lossy().into_owned();
-    let mut stop = args(&resumed);
-    stop.extend(["--stop-after".into(), "2".into()]);
-    succeeds(&stop);
-    let mut resume = args(&resumed);
-    resume.push("--resume".into());
-    succeeds(&resume);
     let one_run = losses(&straight);
     assert_eq!(one_run.iter().map(|l| l.0).collect::<Vec<_>>(), [4, 6]);
-    assert_eq!(losses(&resumed), one_run);
+    // Step 2: a stop alone; step 3: the evaluation's checkpoint (--eval-every 3), as a run
+    // killed after it resumes from.
+    for stop_after in ["2", "3"] {
+        let resumed = tmp
+            .path()
+            .join(format!("resumed-{stop_after}"))
+            .to_string_lossy()
+            .into_owned();
+        let mut stop = args(&resumed);
+        stop.extend(["--stop-after".into(), stop_after.into()]);
+        succeeds(&stop);
+        let mut resume = args(&resumed);
+        resume.push("--resume".into());
+        succeeds(&resume);
+        assert_eq!(losses(&resumed), one_run, "stopped after step {stop_after}");
+    }
 }
 
 #[test]
