@@ -158,15 +158,18 @@ struct Interval {
     loss_sum: f64,
     steps: u64,
     tokens: u64,
-    /// Training time before the last resume (the time since it is measured).
+    /// Training time up to the interval's last checkpoint (the time since is measured from
+    /// then).
     seconds: f64,
 }
 
 impl Interval {
     /// The log line of an interval cut by a checkpoint at `step`.
-    fn to_json(self, step: u64) -> Value {
+    /// `elapsed_s` is the run's wall time so far, which a resume reads from the log's last line.
+    fn to_json(self, step: u64, elapsed_s: f64) -> Value {
         json!({"event": "interval", "step": step, "loss_sum": self.loss_sum,
-               "steps": self.steps, "tokens": self.tokens, "seconds": self.seconds})
+               "steps": self.steps, "tokens": self.tokens, "seconds": self.seconds,
+               "elapsed_s": elapsed_s})
     }
 
     /// The interval the checkpoint at `step` cut, from the log (none on a log step).
@@ -559,7 +562,8 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
             // Inside a log interval: its steps so far go into the checkpoint's log, so that a
             // run resumed from here logs the interval's loss over all its steps, as one run does.
             if interval.steps > 0 {
-                dir.log(&interval.to_json(step))?;
+                let elapsed_s = elapsed_before + run_started.elapsed().as_secs_f64();
+                dir.log(&interval.to_json(step, elapsed_s))?;
             }
             dir.save_checkpoint(step, &trainer, &run_json)?;
             last_log = Instant::now();

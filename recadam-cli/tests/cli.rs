@@ -250,6 +250,15 @@ fn a_stop_inside_a_log_interval_keeps_the_interval_loss() {
     succeeds(&args(&straight));
     let one_run = losses(&straight);
     assert_eq!(one_run.iter().map(|l| l.0).collect::<Vec<_>>(), [4, 6]);
+    // The evaluation's checkpoint at step 3 keeps the interval's three steps in the log, as a
+    // run killed after it needs them, whether or not the run stops there.
+    let intervals: Vec<(u64, u64)> =
+        json_lines(&std::fs::read(Path::new(&straight).join("log.jsonl")).unwrap())
+            .iter()
+            .filter(|l| l["event"] == "interval")
+            .map(|l| (l["step"].as_u64().unwrap(), l["steps"].as_u64().unwrap()))
+            .collect();
+    assert_eq!(intervals, [(3, 3)]);
     // Step 2: a stop alone; step 3: the evaluation's checkpoint (--eval-every 3), as a run
     // killed after it resumes from.
     for stop_after in ["2", "3"] {

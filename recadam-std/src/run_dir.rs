@@ -1,7 +1,8 @@
 //! A run's output folder: the JSON-lines log, checkpoints, the summary and the plot.
 //!
 //! ```text
-//! OUT/log.jsonl                 one JSON object per logged step, evaluation and the summary
+//! OUT/log.jsonl                 one JSON object per logged step, evaluation and the summary,
+//!                               and one per checkpoint inside a loss interval (its steps so far)
 //! OUT/checkpoint-000300/        model.safetensors (encoder `bert.…` and head `classifier.…`),
 //!                               optimizer.safetensors (the optimizer's checkpoint), run.json,
 //!                               manifest.json (written last: size and SHA-256 of each file, and
