@@ -15,6 +15,20 @@ fn json_lines(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// A run folder's log.
+fn run_log(dir: impl AsRef<Path>) -> Vec<Value> {
+    json_lines(&std::fs::read(dir.as_ref().join("log.jsonl")).unwrap())
+}
+
+/// `(step, loss)` of every training line.
+fn losses(lines: &[Value]) -> Vec<(u64, f64)> {
+    lines
+        .iter()
+        .filter(|l| l["event"] == "train")
+        .map(|l| (l["step"].as_u64().unwrap(), l["loss"].as_f64().unwrap()))
+        .collect()
+}
+
 fn finetune_args<'a>(model: &'a str, glue: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
         "finetune",
@@ -114,7 +128,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     assert_eq!(train[0]["distance"], 0.0);
     assert!(train[5]["distance"].as_f64().unwrap() > 0.0);
     // The log file holds the same lines as stdout.
-    let logged = json_lines(&std::fs::read(Path::new(&straight).join("log.jsonl")).unwrap());
+    let logged = run_log(&straight);
     assert_eq!(logged, lines);
     let root = Path::new(&straight);
     assert_eq!(latest(root), "checkpoint-000006");
@@ -167,15 +181,9 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
         metadata(&optimizer_bytes(&straight)).metadata(),
         metadata(&optimizer_bytes(&resumed)).metadata()
     );
-    let losses = |ls: &[Value]| -> Vec<(u64, f64)> {
-        ls.iter()
-            .filter(|l| l["event"] == "train")
-            .map(|l| (l["step"].as_u64().unwrap(), l["loss"].as_f64().unwrap()))
-            .collect()
-    };
     assert_eq!(losses(&again), losses(&lines)[2..].to_vec());
     // The resumed log file has every step once.
-    let log = json_lines(&std::fs::read(Path::new(&resumed).join("log.jsonl")).unwrap());
+    let log = run_log(&resumed);
     assert_eq!(losses(&log), losses(&lines));
 
     // Resuming under other settings is refused, naming the option.
@@ -192,7 +200,7 @@ fn finetune_logs_checkpoints_plots_and_resumes_exactly() {
     let root = Path::new(&resumed);
     assert_eq!(latest(root), "checkpoint-000001");
     assert!(!root.join("checkpoint-000006").exists() && !root.join("summary.json").exists());
-    let log = json_lines(&std::fs::read(root.join("log.jsonl")).unwrap());
+    let log = run_log(root);
     assert_eq!(losses(&log), losses(&lines)[..1].to_vec());
 
     // `recadam eval` scores the run's checkpoint as the run did.
@@ -239,25 +247,18 @@ fn a_stop_inside_a_log_interval_keeps_the_interval_loss() {
         a[at + 1] = "4".into();
         a
     };
-    let losses = |dir: &str| -> Vec<(u64, f64)> {
-        json_lines(&std::fs::read(Path::new(dir).join("log.jsonl")).unwrap())
-            .iter()
-            .filter(|l| l["event"] == "train")
-            .map(|l| (l["step"].as_u64().unwrap(), l["loss"].as_f64().unwrap()))
-            .collect()
-    };
     let straight = tmp.path().join("straight").to_string_lossy().into_owned();
     succeeds(&args(&straight));
-    let one_run = losses(&straight);
+    let straight_log = run_log(&straight);
+    let one_run = losses(&straight_log);
     assert_eq!(one_run.iter().map(|l| l.0).collect::<Vec<_>>(), [4, 6]);
     // The evaluation's checkpoint at step 3 keeps the interval's three steps in the log, as a
     // run killed after it needs them, whether or not the run stops there.
-    let intervals: Vec<(u64, u64)> =
-        json_lines(&std::fs::read(Path::new(&straight).join("log.jsonl")).unwrap())
-            .iter()
-            .filter(|l| l["event"] == "interval")
-            .map(|l| (l["step"].as_u64().unwrap(), l["steps"].as_u64().unwrap()))
-            .collect();
+    let intervals: Vec<(u64, u64)> = straight_log
+        .iter()
+        .filter(|l| l["event"] == "interval")
+        .map(|l| (l["step"].as_u64().unwrap(), l["steps"].as_u64().unwrap()))
+        .collect();
     assert_eq!(intervals, [(3, 3)]);
     // Step 2: a stop alone; step 3: the evaluation's checkpoint (--eval-every 3), as a run
     // killed after it resumes from.
@@ -273,7 +274,11 @@ fn a_stop_inside_a_log_interval_keeps_the_interval_loss() {
         let mut resume = args(&resumed);
         resume.push("--resume".into());
         succeeds(&resume);
-        assert_eq!(losses(&resumed), one_run, "stopped after step {stop_after}");
+        assert_eq!(
+            losses(&run_log(&resumed)),
+            one_run,
+            "stopped after step {stop_after}"
+        );
     }
 }
 
