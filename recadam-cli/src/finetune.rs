@@ -153,7 +153,7 @@ pub struct FinetuneArgs {
 }
 
 /// The steps since the last loss line: what the next one averages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
 struct Interval {
     loss_sum: f64,
     steps: u64,
