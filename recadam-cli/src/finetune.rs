@@ -425,9 +425,8 @@ fn run_on(args: &FinetuneArgs, threads: usize) -> Result<Summary, FinetuneError>
         trainer.model = model;
         start_step = ckpt.step;
         // Checks the log before it cuts it back: the first and only write of a resume's checks.
-        let dir = RunDir::resume(&args.output, &ckpt, args.json)?;
+        let (dir, log) = RunDir::resume(&args.output, &ckpt, args.json)?;
         // The run's time so far, as its log last states it.
-        let log = read_log(&args.output).map_err(FinetuneError::Usage)?;
         elapsed_before = log
             .iter()
             .rev()

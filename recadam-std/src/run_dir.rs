@@ -406,17 +406,27 @@ impl RunDir {
 
     /// Continues the run in `root` from `checkpoint` (from [`read_checkpoint`]): checks that the
     /// log still begins with what it held at the checkpoint, then cuts it back to that (a resumed
-    /// run logs the later steps again). Nothing is written unless the check passes; call it after
-    /// every other check of the resume.
+    /// run logs the later steps again). Returns the folder and the kept log's lines, parsed (a
+    /// resume reads the run's time so far from them, so the log is read once). Nothing is written
+    /// unless the checks pass; call it after every other check of the resume.
     pub fn resume(
         root: impl AsRef<Path>,
         checkpoint: &VerifiedCheckpoint,
         echo: bool,
-    ) -> Result<RunDir, RunError> {
+    ) -> Result<(RunDir, Vec<Value>), RunError> {
         let root = root.as_ref().to_path_buf();
         let bytes = Self::read_verified_log(&root, checkpoint)?;
         let path = root.join(LOG);
         let kept = &bytes[..checkpoint.log.bytes as usize];
+        let lines = std::str::from_utf8(kept)
+            .map_err(|e| invalid(&path, e.to_string()))?
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line)
+                    .map_err(|e| invalid(&path, format!("line {}: {e}", i + 1)))
+            })
+            .collect::<Result<Vec<Value>, RunError>>()?;
         if kept.len() < bytes.len() {
             crate::write_atomic(&path, kept).map_err(io(&path))?;
         }
@@ -426,13 +436,14 @@ impl RunDir {
             .map_err(io(&path))?;
         let mut log_hash = Sha256::new();
         log_hash.update(kept);
-        Ok(RunDir {
+        let dir = RunDir {
             root,
             log,
             log_len: kept.len() as u64,
             log_hash,
             echo,
-        })
+        };
+        Ok((dir, lines))
     }
 
     /// The folder.
