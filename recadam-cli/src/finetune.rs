@@ -18,7 +18,7 @@ use recadam_std::evaluate::{
     EvalError,
 };
 use recadam_std::glue::{self, Example, Split, Task};
-use recadam_std::run_dir::{load_model, parse_json, read_checkpoint, RunDir, RunError};
+use recadam_std::run_dir::{self, load_model, parse_json, read_checkpoint, RunDir, RunError};
 use recadam_std::trainer::Batches;
 use recadam_std::trainer::{Classifier, Trainer};
 
@@ -691,13 +691,8 @@ pub fn summary_table(s: &Summary) -> String {
 /// Reads a run folder's log lines.
 pub fn read_log(dir: &Path) -> Result<Vec<Value>, String> {
     let path = dir.join("log.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| format!("{}, line {}: {e}", path.display(), i + 1))
-        })
-        .collect()
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    run_dir::parse_log(&path, &bytes).map_err(|e| e.to_string())
 }
 
 /// `recadam plot DIR...`: training loss, dev metric and distance to θ* of each run, one line

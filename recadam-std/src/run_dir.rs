@@ -135,6 +135,18 @@ fn invalid(path: &Path, reason: impl Into<String>) -> RunError {
     }
 }
 
+/// A run's log (`bytes`, read from `path`): one JSON value per line. An error names the line.
+pub fn parse_log(path: &Path, bytes: &[u8]) -> Result<Vec<Value>, RunError> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| invalid(path, format!("not UTF-8: {e}")))?
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| invalid(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
 /// Reads a file the checkpoint needs: a missing one is [`RunError::Missing`].
 fn read_needed(path: &Path) -> Result<Vec<u8>, RunError> {
     std::fs::read(path).map_err(|e| match e.kind() {
@@ -406,9 +418,9 @@ impl RunDir {
 
     /// Continues the run in `root` from `checkpoint` (from [`read_checkpoint`]): checks that the
     /// log still begins with what it held at the checkpoint, then cuts it back to that (a resumed
-    /// run logs the later steps again). Returns the folder and the kept log's lines, parsed (a
-    /// resume reads the run's time so far from them, so the log is read once). Nothing is written
-    /// unless the checks pass; call it after every other check of the resume.
+    /// run logs the later steps again). Returns the folder and the kept log's lines, parsed
+    /// ([`parse_log`]), so the caller need not read the log again. Nothing is written unless
+    /// the checks pass; call it after every other check of the resume.
     pub fn resume(
         root: impl AsRef<Path>,
         checkpoint: &VerifiedCheckpoint,
@@ -418,15 +430,7 @@ impl RunDir {
         let bytes = Self::read_verified_log(&root, checkpoint)?;
         let path = root.join(LOG);
         let kept = &bytes[..checkpoint.log.bytes as usize];
-        let lines = std::str::from_utf8(kept)
-            .map_err(|e| invalid(&path, e.to_string()))?
-            .lines()
-            .enumerate()
-            .map(|(i, line)| {
-                serde_json::from_str(line)
-                    .map_err(|e| invalid(&path, format!("line {}: {e}", i + 1)))
-            })
-            .collect::<Result<Vec<Value>, RunError>>()?;
+        let lines = parse_log(&path, kept)?;
         if kept.len() < bytes.len() {
             crate::write_atomic(&path, kept).map_err(io(&path))?;
         }
@@ -593,4 +597,25 @@ pub fn load_model(path: &Path, bytes: &[u8], model: &mut Classifier) -> Result<(
     model
         .load_safetensors_bytes(bytes, path)
         .map_err(|e| invalid(path, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_parses_line_by_line_and_an_error_names_the_line() {
+        let path = Path::new("run/log.jsonl");
+        let lines = parse_log(path, b"{\"step\":1}\n{\"step\":2}\n").unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["step"], 2);
+        let torn = parse_log(path, b"{\"step\":1}\n{\"ste")
+            .unwrap_err()
+            .to_string();
+        assert!(torn.starts_with("run/log.jsonl: line 2: "), "{torn}");
+        let bytes = parse_log(path, b"{\"step\":1}\n\xff\n")
+            .unwrap_err()
+            .to_string();
+        assert!(bytes.starts_with("run/log.jsonl: not UTF-8"), "{bytes}");
+    }
 }
