@@ -690,9 +690,7 @@ pub fn summary_table(s: &Summary) -> String {
 
 /// Reads a run folder's log lines.
 pub fn read_log(dir: &Path) -> Result<Vec<Value>, String> {
-    let path = dir.join("log.jsonl");
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    run_dir::parse_log(&path, &bytes).map_err(|e| e.to_string())
+    run_dir::read_log(dir).map_err(|e| e.to_string())
 }
 
 /// `recadam plot DIR...`: training loss, dev metric and distance to θ* of each run, one line

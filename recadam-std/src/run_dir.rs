@@ -147,6 +147,13 @@ pub fn parse_log(path: &Path, bytes: &[u8]) -> Result<Vec<Value>, RunError> {
         .collect()
 }
 
+/// Reads the log of the run in `dir`.
+pub fn read_log(dir: &Path) -> Result<Vec<Value>, RunError> {
+    let path = dir.join(LOG);
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    parse_log(&path, &bytes)
+}
+
 /// Reads a file the checkpoint needs: a missing one is [`RunError::Missing`].
 fn read_needed(path: &Path) -> Result<Vec<u8>, RunError> {
     std::fs::read(path).map_err(|e| match e.kind() {
